@@ -34,9 +34,10 @@ from torch import nn
 
 from aesvc_vpr.config import BackboneConfig
 from aesvc_vpr.errors import ConfigError, WeightsError
+from aesvc_vpr.fingerprints import sha256_bytes
 from aesvc_vpr.imaging import as_rgb_uint8
 from aesvc_vpr.runtimes import make_runner
-from aesvc_vpr.weights import Dinov2Weights, sha256_bytes
+from aesvc_vpr.weights import Dinov2Weights
 
 log = logging.getLogger(__name__)
 

@@ -22,7 +22,7 @@ from torch import nn
 
 from aesvc_vpr.config import BackboneConfig
 from aesvc_vpr.errors import ConfigError
-from aesvc_vpr.weights import cache_root
+from aesvc_vpr.fingerprints import cache_root
 
 log = logging.getLogger(__name__)
 

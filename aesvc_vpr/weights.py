@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-import hashlib
 import json
 import logging
 import os
@@ -25,7 +24,7 @@ import torch
 from aesvc_vpr import dinov2_models as models
 from aesvc_vpr.dinov2_models import Dinov2Arch
 from aesvc_vpr.errors import WeightsError
-from aesvc_vpr.fileio import atomic_write, sha256_file
+from aesvc_vpr.fingerprints import fingerprint, sha256_bytes
 from aesvc_vpr.weight_keys import (arch_of, detect_layout, hf_to_meta, meta_to_timm, StateDict,
                                    strip_prefix)
 
@@ -41,13 +40,6 @@ class Dinov2Weights:
     files: tuple[Path, ...]    # the files read (weights and config), for fingerprint and caches
     fingerprint: str           # sha256 hex of the weights file (combined over several files)
     layout: str                # 'meta' | 'transformers' | 'timm' | 'random'
-
-
-def cache_root() -> Path:
-    """Return aesvc_vpr's cache folder: $AESVC_VPR_CACHE, else in $XDG_CACHE_HOME or ~/.cache."""
-    if os.environ.get('AESVC_VPR_CACHE'):
-        return Path(os.environ['AESVC_VPR_CACHE'])
-    return Path(os.environ.get('XDG_CACHE_HOME', Path.home() / '.cache')) / 'aesvc_vpr'
 
 
 def hf_hub_cache() -> Path:
@@ -170,46 +162,6 @@ def random_weights(arch: Dinov2Arch, seed: int = 0) -> Dinov2Weights:
             state[key] = torch.ones_like(state[key])
     tag = sha256_bytes(f'random:{seed}:{arch}'.encode())
     return Dinov2Weights(state, arch, (), tag, 'random')
-
-
-def fingerprint(files: list[Path]) -> str:
-    """sha256 of the weights: the file's own digest, or a digest of digests for several files.
-
-    Digests are cached in ``cache_root()/fingerprints.json`` keyed by path, size and mtime, so
-    a 1 GB checkpoint is hashed once, not at every start.
-    """
-    digests = [_cached_sha256(f) for f in files]
-    if len(digests) == 1:
-        return digests[0]
-    return sha256_bytes(''.join(digests).encode())
-
-
-def sha256_bytes(data: bytes) -> str:
-    """sha256 hex of some bytes (settings strings, digest lists)."""
-    return hashlib.sha256(data).hexdigest()
-
-
-def _cached_sha256(file: Path) -> str:
-    stat = file.stat()
-    key = str(file.resolve())
-    stamp = [stat.st_size, stat.st_mtime_ns]
-    index_path = cache_root() / 'fingerprints.json'
-    try:
-        index = json.loads(index_path.read_text())
-    except (OSError, ValueError):
-        index = {}
-    entry = index.get(key)
-    if isinstance(entry, dict) and entry.get('stamp') == stamp:
-        return str(entry['sha256'])
-    digest = sha256_file(file)
-    index[key] = {'stamp': stamp, 'sha256': digest}
-    try:
-        index_path.parent.mkdir(parents=True, exist_ok=True)
-        with atomic_write(index_path, 'w') as f:
-            json.dump(index, f, indent=1)
-    except OSError as err:
-        log.debug('fingerprint cache %s not written: %s', index_path, err)
-    return digest
 
 
 def _read_tensors(file: Path) -> StateDict:

@@ -9,8 +9,9 @@ import pytest
 
 from aesvc_vpr.backbone import DinoV2Backbone
 from aesvc_vpr.config import BackboneConfig
+from aesvc_vpr.fingerprints import cache_root
 from aesvc_vpr.runtimes import MIN_COSINE, OnnxRunner, TorchRunner
-from aesvc_vpr.weights import cache_root, load_weights, random_weights
+from aesvc_vpr.weights import load_weights, random_weights
 
 isolated_caches = dinov2_tiny.isolated_caches   # autouse fixture
 tiny = dinov2_tiny.tiny                         # each tiny model, per module

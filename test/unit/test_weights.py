@@ -15,7 +15,8 @@ import torch
 
 from aesvc_vpr.dinov2_models import MODELS
 from aesvc_vpr.errors import WeightsError
-from aesvc_vpr.weights import cache_root, find_weights, fingerprint, load_weights
+from aesvc_vpr.fingerprints import cache_root, fingerprint
+from aesvc_vpr.weights import find_weights, load_weights
 
 isolated_caches = dinov2_tiny.isolated_caches   # autouse fixture
 tiny = dinov2_tiny.tiny                         # each tiny model, per module
