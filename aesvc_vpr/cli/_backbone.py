@@ -7,12 +7,19 @@ import argparse
 from aesvc_vpr.config import BackboneConfig, DESCRIPTORS, RUNTIMES
 
 
-def add_backbone_arguments(parser: argparse.ArgumentParser) -> None:
-    """Add --model, --weights, --input-size, --descriptor, --runtime, --device, --batch-size."""
+def add_backbone_arguments(parser: argparse.ArgumentParser, model_from: str = '') -> None:
+    """Add --model, --weights, --input-size, --descriptor, --runtime, --device, --batch-size.
+
+    Args:
+        model_from: where the model comes from when --model is not given (for example "the
+            map's"); empty means BackboneConfig's default.
+    """
     defaults = BackboneConfig()
     group = parser.add_argument_group('backbone')
-    group.add_argument('--model', default=defaults.model_name,
-                       help="'auto', 'patchgrid' or a timm DINOv2 name (default %(default)s)")
+    group.add_argument('--model', '--backbone', dest='model',
+                       default='' if model_from else defaults.model_name,
+                       help="'auto', 'patchgrid' or a timm DINOv2 name (default: "
+                            f"{model_from or '%(default)s'})")
     group.add_argument('--weights', default=defaults.weights,
                        help='weights file or Hugging Face folder (default: the usual caches)')
     group.add_argument('--input-size', type=int, default=defaults.input_size)
@@ -23,8 +30,12 @@ def add_backbone_arguments(parser: argparse.ArgumentParser) -> None:
                        help='images per forward pass (default %(default)s)')
 
 
-def backbone_config(args: argparse.Namespace) -> BackboneConfig:
-    """Return the BackboneConfig the flags describe (validated by the dataclass)."""
-    return BackboneConfig(model_name=args.model, weights=args.weights,
+def backbone_config(args: argparse.Namespace, model_name: str = '') -> BackboneConfig:
+    """Return the BackboneConfig the flags describe (validated by the dataclass).
+
+    Args:
+        model_name: the model to use when --model was not given.
+    """
+    return BackboneConfig(model_name=args.model or model_name, weights=args.weights,
                           input_size=args.input_size, descriptor=args.descriptor,
                           device=args.device, runtime=args.runtime, batch_size=args.batch_size)

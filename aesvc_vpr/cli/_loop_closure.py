@@ -12,6 +12,7 @@ from typing import Sequence
 
 import numpy as np
 
+from aesvc_vpr.cli._backbone import backbone_config
 from aesvc_vpr.errors import ConfigError
 from aesvc_vpr.loop_config import LoopClosureConfig
 
@@ -54,7 +55,6 @@ def run_loop_closure(args: argparse.Namespace) -> int:
     from aesvc_vpr.backbones import load_backbone
     from aesvc_vpr.bagio import BagSet
     from aesvc_vpr.cli.bag_eval import source_from_args
-    from aesvc_vpr.config import BackboneConfig
     from aesvc_vpr.loop_eval import evaluate_loops
     from aesvc_vpr.projector import Projector
 
@@ -62,9 +62,7 @@ def run_loop_closure(args: argparse.Namespace) -> int:
     source = source_from_args(args, '')
     with BagSet(source.bags) as bags:
         plan = plan_queries(bags, source)     # bad topics fail here, before a model loads
-        backbone = load_backbone(BackboneConfig(
-            model_name=args.backbone or 'auto', weights=args.weights,
-            input_size=args.input_size, descriptor=args.descriptor, device=args.device))
+        backbone = load_backbone(backbone_config(args, 'auto'))
         projector = (Projector.load(args.head, backbone.name, backbone.dim) if args.head
                      else None)
         # nested prefixes are a property of a trained head; raw output is searched whole

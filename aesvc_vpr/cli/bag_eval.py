@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import TYPE_CHECKING
 
+from aesvc_vpr.cli._backbone import add_backbone_arguments, backbone_config
 from aesvc_vpr.cli._loop_closure import add_loop_arguments, run_loop_closure
 from aesvc_vpr.errors import ConfigError
 
@@ -46,12 +47,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--map', default='', help='map directory (from build-map)')
     add_source_arguments(parser)
     parser.add_argument('--head', default='', help="head file (default: the map's own head)")
-    parser.add_argument('--backbone', default='',
-                        help='backbone model name (default: the one the map was built with)')
-    parser.add_argument('--weights', default='', help='backbone weights file or folder')
-    parser.add_argument('--device', default='cpu')
-    parser.add_argument('--input-size', type=int, default=224)
-    parser.add_argument('--descriptor', default='cls', choices=('cls', 'gem', 'cls+gem'))
+    add_backbone_arguments(parser, model_from="the map's; 'auto' without a map")
     parser.add_argument('--prefix-dim', type=int, default=64, help='embedding prefix searched')
     parser.add_argument('--index-type', default='flat', choices=('flat', 'ivf', 'hnsw'))
     parser.add_argument('--top-k', type=int, default=20, help='results per query (>= 20 for R@20)')
@@ -97,7 +93,7 @@ def run(args: argparse.Namespace) -> int:
     from aesvc_vpr.bag_queries import plan_queries
     from aesvc_vpr.bag_replay import localizer_settings, replay_bag, replay_parameters
     from aesvc_vpr.bagio import BagSet
-    from aesvc_vpr.config import BackboneConfig, MatchConfig, SearchConfig
+    from aesvc_vpr.config import MatchConfig, SearchConfig
     from aesvc_vpr.localizer import Localizer
     from aesvc_vpr.mapdb import MapDatabase
     from aesvc_vpr.replay_report import format_table, report_replay
@@ -106,10 +102,8 @@ def run(args: argparse.Namespace) -> int:
     source = source_from_args(args, mapdb.utm_zone)
     with BagSet(source.bags) as bags:
         plan = plan_queries(bags, source)      # bad topics fail here, before a model loads
-        backbone_cfg = BackboneConfig(model_name=args.backbone or mapdb.backbone_name,
-                                      weights=args.weights, input_size=args.input_size,
-                                      descriptor=args.descriptor, device=args.device)
-        localizer = Localizer.from_config(backbone_cfg, args.head, args.map,
+        localizer = Localizer.from_config(backbone_config(args, mapdb.backbone_name), args.head,
+                                          args.map,
                                           SearchConfig(args.prefix_dim, args.index_type),
                                           MatchConfig(top_k=args.top_k, radius_m=args.radius_m))
         frames = replay_bag(localizer, bags, plan)
