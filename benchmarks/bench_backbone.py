@@ -1,7 +1,10 @@
 r"""DINOv2 backbone speed per runtime mode, against torch fp32 eager measured in the same run.
 
 For each (model, input size, batch) the torch-fp32 baseline and every requested runtime are timed
-in interleaved rounds (A B C A B C ...), so a busy shared machine slows all of them alike. Only
+in interleaved rounds (A B C A B C ...), so a busy shared machine slows all of them alike. In a
+round each runtime first makes one untimed call: the previous runtime's worker threads spin on
+for a while after it returns (torch's OpenMP pool, ONNX Runtime's pool), and would otherwise
+steal a core from the first timed call; a node runs one runtime, so it never pays that. Only
 the network is timed (pre-processed pixels in, descriptors out); resize and normalisation are
 excluded. One JSON line per (model, size, batch, runtime) with ms/image median and p95, the
 baseline's, the speed-up, and the cosine of each mode's descriptors to fp32 ones (mean/min) on
@@ -53,17 +56,20 @@ def real_images(data: Path, per_set: int) -> tuple[list[np.ndarray], list[str]]:
     return images, used
 
 
-def time_rounds(runners: dict, pixels: np.ndarray, rounds: int, warmup: int) -> dict:
-    """Time each runner in interleaved rounds: {runtime: [ms per image, one per round]}."""
+def time_rounds(runners: dict, pixels: np.ndarray, rounds: int, warmup: int,
+                calls: int) -> dict:
+    """Time each runner in interleaved rounds: {runtime: [ms per image, one per timed call]}."""
     for _ in range(warmup):
         for run in runners.values():
             run(pixels)
     samples: dict[str, list[float]] = {name: [] for name in runners}
     for _ in range(rounds):
         for name, run in runners.items():
-            start = time.perf_counter()
-            run(pixels)
-            samples[name].append((time.perf_counter() - start) * 1e3 / len(pixels))
+            run(pixels)    # settle: let the previous runtime's spinning threads go idle
+            for _ in range(calls):
+                start = time.perf_counter()
+                run(pixels)
+                samples[name].append((time.perf_counter() - start) * 1e3 / len(pixels))
     return samples
 
 
@@ -114,7 +120,7 @@ def bench_config(model: str, size: int, args: argparse.Namespace, images: list[n
     for batch in args.batches:
         batch_pixels = np.ascontiguousarray(pixels[np.arange(batch) % len(pixels)])
         samples = time_rounds({n: bb.runner for n, bb in backbones.items()}, batch_pixels,
-                              args.rounds, args.warmup)
+                              args.rounds, args.warmup, args.calls)
         base = np.asarray(samples['torch-fp32'])
         for runtime, times in samples.items():
             times = np.asarray(times)
@@ -127,7 +133,7 @@ def bench_config(model: str, size: int, args: argparse.Namespace, images: list[n
                 'baseline_ms_per_image_median': round(float(np.median(base)), 2),
                 'baseline_ms_per_image_p95': round(float(np.percentile(base, 95)), 2),
                 'speedup_vs_baseline': round(float(np.median(base) / np.median(times)), 2),
-                'rounds': args.rounds, 'weights': WEIGHTS_NOTE,
+                'rounds': args.rounds, 'calls_per_round': args.calls, 'weights': WEIGHTS_NOTE,
                 'model_gflops': round(gflops, 2),
                 'fp32_floor_ms_per_image': round(gflops / context['matmul_gflops_per_s'] * 1e3,
                                                  1)}
@@ -151,6 +157,8 @@ def main() -> None:
     parser.add_argument('--runtimes', nargs='+', choices=RUNTIMES, default=list(RUNTIMES))
     parser.add_argument('--descriptor', default='cls', choices=DESCRIPTORS)
     parser.add_argument('--rounds', type=int, default=20, help='timed rounds per runtime')
+    parser.add_argument('--calls', type=int, default=3,
+                        help='timed calls per runtime and round, after one untimed call')
     parser.add_argument('--warmup', type=int, default=2)
     parser.add_argument('--threads', type=int, default=os.cpu_count() or 1)
     parser.add_argument('--per-set', type=int, default=20, help='real images per image set')

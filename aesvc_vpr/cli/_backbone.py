@@ -11,6 +11,7 @@ def add_backbone_arguments(parser: argparse.ArgumentParser, model_from: str = ''
     """Add --model, --weights, --input-size, --descriptor, --runtime, --device, --batch-size.
 
     Args:
+        parser: the subcommand's parser.
         model_from: where the model comes from when --model is not given (for example "the
             map's"); empty means BackboneConfig's default.
     """
@@ -34,6 +35,7 @@ def backbone_config(args: argparse.Namespace, model_name: str = '') -> BackboneC
     """Return the BackboneConfig the flags describe (validated by the dataclass).
 
     Args:
+        args: parsed flags from ``add_backbone_arguments``.
         model_name: the model to use when --model was not given.
     """
     return BackboneConfig(model_name=args.model or model_name, weights=args.weights,
