@@ -316,11 +316,13 @@ def bench_node(args: argparse.Namespace, common: dict) -> None:
         node_params = write_map(args, Path(tmp))
         for runtime in args.runtimes:
             for config in args.configs:
-                print(json.dumps({
-                    **common, 'bench': 'node', 'model_name': args.model_name,
-                    'map_size': args.map_size, 'prefix_dim': args.prefix_dim,
-                    'rate_hz': args.rate_hz, **measure_node(args, node_params, runtime, config),
-                }), flush=True)
+                for workers in args.workers:
+                    print(json.dumps({
+                        **common, 'bench': 'node', 'model_name': args.model_name,
+                        'map_size': args.map_size, 'prefix_dim': args.prefix_dim,
+                        'rate_hz': args.rate_hz, 'workers': workers,
+                        **measure_node(args, [*node_params, f'workers:={workers}'], runtime,
+                                       config)}), flush=True)
 
 
 def parse_args() -> argparse.Namespace:
@@ -345,6 +347,8 @@ def parse_args() -> argparse.Namespace:
     node.add_argument('--configs', nargs='+', metavar='TRANSPORT:CAMERA_QOS:NODE_QOS',
                       default=['default:reliable:reliable', 'default:reliable:best_effort',
                                'large_data:best_effort:best_effort'])
+    node.add_argument('--workers', type=int, nargs='+', default=[1],
+                      help="the node's workers parameter; several values run one after another")
     node.add_argument('--startup-timeout-s', type=float, default=600.0,
                       help='model load and a first ONNX export can take minutes')
     return parser.parse_args()

@@ -20,6 +20,7 @@ from aesvc_vpr.msg_image import DEFAULT_MAX_PIXELS
 
 MODES = ('localization', 'loop_closure')   # loop_closure: docs/loop_closure.md
 RELIABILITIES = ('reliable', 'best_effort')
+MAX_WORKERS = 16
 
 
 @dataclass(frozen=True)
@@ -31,6 +32,9 @@ class NodeConfig:
     mode: str = 'localization'
     map_frame: str = 'map'         # frame_id of every output
     max_rate_hz: float = 0.0       # processing rate cap; 0 processes as fast as frames come
+    # Frames in flight at once. 2 on 2 cores raised ViT-S int8 throughput 1.2-1.4x for 1.2-1.3x
+    # the latency (benchmarks/README.md, 'Node and transport'); outputs may leave out of order.
+    workers: int = 1
     # Measured in benchmarks/README.md ('Node and transport'): across processes with default
     # FastDDS, only a reliable subscription receives 640x480 frames from a reliable camera.
     image_reliability: str = 'reliable'
@@ -46,6 +50,11 @@ class NodeConfig:
                               f'got {self.image_reliability!r}')
         if self.max_rate_hz < 0:
             raise ConfigError(f'max_rate_hz must be >= 0 (0: no cap), got {self.max_rate_hz}')
+        if not 1 <= self.workers <= MAX_WORKERS:
+            raise ConfigError(f'workers must be 1..{MAX_WORKERS}, got {self.workers}')
+        if self.workers > 1 and self.mode == 'loop_closure':
+            raise ConfigError('workers must be 1 in mode loop_closure: keyframes are decided '
+                              'in frame order')
         if self.max_image_pixels < 1:
             raise ConfigError(f'max_image_pixels must be >= 1, got {self.max_image_pixels}')
         if not self.map_frame:
@@ -116,6 +125,9 @@ PARAMS = (
     Param('match.radius_m', 'position sigma of a score-1 match in metres (covariance scale)',
           limits=(0.1, 10000.0)),
     Param('max_rate_hz', 'processing rate cap in Hz; 0: no cap', limits=(0.0, 1000.0)),
+    Param('workers', 'frames processed at once; > 1 trades latency for throughput (each '
+          'worker gets cores / workers backbone threads); localization mode only',
+          read_only=True, limits=(1, MAX_WORKERS)),
     Param('max_image_pixels', 'larger images are refused unread (bad-frame counter)',
           limits=(1, 1_000_000_000)),
     Param('map_frame', 'frame_id of all outputs', read_only=True),

@@ -1,10 +1,12 @@
-"""A one-slot worker thread: the newest frame wins, so the queue can never grow (no ROS imports).
+"""One-slot worker threads: the newest frame wins, so the queue can never grow (no ROS imports).
 
 Subscription callbacks only drop the message into the slot and return, so the executor stays
 responsive (parameters, lifecycle services, diagnostics) while a frame takes tens of
 milliseconds to decode, embed and search. A frame replaced before the worker took it is counted
 as dropped. An optional rate cap spaces processing starts by at least ``1 / max_rate_hz``;
-frames that arrive meanwhile replace each other in the slot.
+frames that arrive meanwhile replace each other in the slot. With several threads, each takes
+the newest frame when it is free, so up to that many frames are in flight and their results can
+finish out of arrival order.
 """
 
 from __future__ import annotations
@@ -18,10 +20,11 @@ log = logging.getLogger(__name__)
 
 
 class LatestFrameWorker:
-    """Processes the most recent submitted item on a background thread."""
+    """Processes the most recent submitted item on background threads."""
 
     def __init__(self, handle: Callable[[Any], None], on_dropped: Callable[[], None],
-                 max_rate_hz: Callable[[], float], name: str = 'vpr-worker') -> None:
+                 max_rate_hz: Callable[[], float], name: str = 'vpr-worker',
+                 threads: int = 1) -> None:
         """Create a stopped worker.
 
         Args:
@@ -31,6 +34,7 @@ class LatestFrameWorker:
             max_rate_hz: read before each item, so a run-time change applies at once; <= 0
                 means no cap.
             name: thread name, shown in debuggers and py-spy.
+            threads: items processed at once; ``handle`` must then be thread-safe.
         """
         self._handle = handle
         self._on_dropped = on_dropped
@@ -39,11 +43,13 @@ class LatestFrameWorker:
         self._slot: Any = None
         self._stopping = False
         self._next_start = 0.0     # monotonic s before which the rate cap holds the next item
-        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self._threads = [threading.Thread(target=self._run, name=f'{name}-{i}', daemon=True)
+                         for i in range(threads)]
 
     def start(self) -> None:
-        """Start the thread."""
-        self._thread.start()
+        """Start the threads."""
+        for thread in self._threads:
+            thread.start()
 
     def submit(self, item: Any) -> None:
         """Put ``item`` in the slot, replacing (and counting) an item not yet taken."""
@@ -54,13 +60,15 @@ class LatestFrameWorker:
             self._cond.notify()
 
     def stop(self, timeout_s: float = 10.0) -> None:
-        """Finish the item in progress, discard the slot and join the thread."""
+        """Finish the items in progress, discard the slot and join the threads."""
         with self._cond:
             self._stopping = True
             self._slot = None
-            self._cond.notify()
-        if self._thread.is_alive():
-            self._thread.join(timeout_s)
+            self._cond.notify_all()
+        deadline = time.monotonic() + timeout_s
+        for thread in self._threads:
+            if thread.is_alive():
+                thread.join(max(0.0, deadline - time.monotonic()))
 
     def _take(self) -> Any:
         """Wait for an item that the rate cap allows; None when stopping."""

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import math
+import threading
 
 import cv2
 from image_samples import place_image
 import numpy as np
 from rclpy.lifecycle import TransitionCallbackReturn
-from ros_harness import compressed_msg, image_msg, PLACES
+from ros_harness import compressed_msg, Harness, image_msg, PLACES
+import torch
 
 from aesvc_vpr.config import MatchConfig
 
@@ -106,3 +108,19 @@ def test_deactivate_and_cleanup_release_input_and_map(harness) -> None:
     assert node.state == 'unconfigured' and node.localizer is None
     assert node.autostart() and node.state == 'active'
     h.wait_subscribed()
+
+
+def test_two_workers_answer_every_frame(ros_context, small_map) -> None:
+    threads = torch.get_num_threads()    # the node shares the cores out process-wide
+    h = Harness(ros_context, small_map.root, workers=2)
+    try:
+        assert h.node.autostart()
+        h.wait_subscribed()
+        assert {'vpr-worker-0', 'vpr-worker-1'} <= {t.name for t in threading.enumerate()}
+        for place in (2, 6, 9):
+            h.image_pub.publish(image_msg(place_image(place), 300 + place))
+            candidates, scores = h.wait_result(300 + place)
+            assert_best_is(h, small_map, candidates, scores, place)
+    finally:
+        h.close()
+        torch.set_num_threads(threads)

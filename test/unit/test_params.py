@@ -78,12 +78,19 @@ def test_settings_from_values_groups_by_dataclass() -> None:
     ('image_reliability', 'sometimes', 'image_reliability must be one of'),
     ('mode', 'slam', 'mode must be one of'),
     ('max_rate_hz', -1.0, 'max_rate_hz must be >= 0'),
+    ('workers', 0, r'workers must be 1\.\.16'),
     ('no_such_param', 1, 'unknown parameter'),
 ])
 def test_invalid_values_are_refused_with_a_reason(name: str, value: object, reason: str) -> None:
     settings = settings_from_values({})
     with pytest.raises(ConfigError, match=reason):
         with_value(settings, name, value)
+
+
+def test_loop_closure_mode_refuses_more_than_one_worker() -> None:
+    settings = settings_from_values({'mode': 'loop_closure'})
+    with pytest.raises(ConfigError, match='workers must be 1 in mode loop_closure'):
+        with_value(settings, 'workers', 2)
 
 
 def test_with_value_keeps_the_rest() -> None:

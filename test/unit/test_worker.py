@@ -88,4 +88,36 @@ def test_stop_joins_and_discards_the_slot() -> None:
     rec.release.set()
     worker.stop()
     assert rec.items == [1]
-    assert not worker._thread.is_alive()
+    assert not any(thread.is_alive() for thread in worker._threads)
+
+
+def test_two_threads_hold_two_frames_in_flight_and_still_replace_the_rest() -> None:
+    both_in = threading.Barrier(3, timeout=10)   # two handlers and the test
+    go = threading.Event()
+
+    def handle(item: object) -> None:
+        if item in (1, 2):
+            both_in.wait()      # passes only if 1 and 2 are being handled at the same time
+            go.wait(10)
+        with rec.done:
+            rec.items.append(item)
+            rec.done.notify_all()
+
+    rec = Recorder()
+    worker = LatestFrameWorker(handle, rec.on_dropped, lambda: 0.0, threads=2)
+    worker.start()
+    worker.submit(1)
+    for _ in range(100):        # wait until a thread took 1 from the slot
+        with worker._cond:
+            if worker._slot is None:
+                break
+        threading.Event().wait(0.01)
+    worker.submit(2)
+    both_in.wait()              # both threads are busy now: 3 and 4 wait in the one slot
+    worker.submit(3)
+    worker.submit(4)
+    go.set()
+    assert sorted(rec.wait_items(3)) == [1, 2, 4]
+    assert rec.dropped == 1
+    worker.stop()
+    assert not any(thread.is_alive() for thread in worker._threads)
