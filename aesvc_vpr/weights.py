@@ -254,4 +254,5 @@ def _how_to_get(model_name: str) -> str:
     checkpoints = Path(torch.hub.get_dir()) / 'checkpoints'
     return (f'get them with one of:\n  wget -P {checkpoints} {models.hub_url(model_name)}\n'
             f'  huggingface-cli download {models.hf_repos(model_name)[0]}\n'
-            'or set backbone.weights to a file or folder, or backbone.allow_download to true')
+            'or set backbone.weights (--weights) to a file or folder, or '
+            'backbone.allow_download (--allow-download) to true')

@@ -8,7 +8,7 @@ from aesvc_vpr.config import BackboneConfig, DESCRIPTORS, RUNTIMES
 
 
 def add_backbone_arguments(parser: argparse.ArgumentParser, model_from: str = '') -> None:
-    """Add --model, --weights, --input-size, --descriptor, --runtime, --device, --batch-size.
+    """Add the flags of every BackboneConfig field: --model, --weights, --runtime, ...
 
     Args:
         parser: the subcommand's parser.
@@ -25,10 +25,15 @@ def add_backbone_arguments(parser: argparse.ArgumentParser, model_from: str = ''
                        help='weights file or Hugging Face folder (default: the usual caches)')
     group.add_argument('--input-size', type=int, default=defaults.input_size)
     group.add_argument('--descriptor', choices=DESCRIPTORS, default=defaults.descriptor)
+    group.add_argument('--gem-p', type=float, default=defaults.gem_p,
+                       help='GeM power for the gem descriptors (default %(default)s)')
     group.add_argument('--runtime', choices=RUNTIMES, default=defaults.runtime)
     group.add_argument('--device', default=defaults.device)
     group.add_argument('--batch-size', type=int, default=defaults.batch_size,
                        help='images per forward pass (default %(default)s)')
+    group.add_argument('--allow-download', action='store_true',
+                       help="fetch Meta's DINOv2 checkpoint into the torch.hub cache when no "
+                            'weights are found (needs internet; off by default)')
 
 
 def backbone_config(args: argparse.Namespace, model_name: str = '') -> BackboneConfig:
@@ -40,4 +45,5 @@ def backbone_config(args: argparse.Namespace, model_name: str = '') -> BackboneC
     """
     return BackboneConfig(model_name=args.model or model_name, weights=args.weights,
                           input_size=args.input_size, descriptor=args.descriptor,
-                          device=args.device, runtime=args.runtime, batch_size=args.batch_size)
+                          gem_p=args.gem_p, device=args.device, runtime=args.runtime,
+                          batch_size=args.batch_size, allow_download=args.allow_download)

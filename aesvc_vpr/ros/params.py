@@ -108,8 +108,12 @@ PARAMS = (
     Param('backbone.input_size', 'square input side in pixels, a multiple of 14',
           read_only=True, limits=(14, 1022, 14)),
     Param('backbone.descriptor', 'cls | gem | cls+gem; must match the map', read_only=True),
+    Param('backbone.gem_p', 'GeM power for the gem descriptors; must match the map',
+          read_only=True, limits=(0.1, 100.0)),
     Param('backbone.device', 'torch device, e.g. cpu or cuda:0', read_only=True),
     Param('backbone.runtime', ' | '.join(RUNTIMES), read_only=True),
+    Param('backbone.allow_download', "fetch Meta's checkpoint when no weights are found "
+          '(needs internet)', read_only=True),
     Param('head_path', "projection head file; '' uses the map's own head (none: raw "
           'backbone embeddings)', read_only=True),
     Param('map_path', 'map directory (with map.json) built by aesvc-vpr build-map',
