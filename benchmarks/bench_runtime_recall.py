@@ -26,27 +26,18 @@ from pathlib import Path
 import tempfile
 import time
 
-import cv2
 import numpy as np
 import torch
 
 from aesvc_vpr.backbone import DinoV2Backbone
 from aesvc_vpr.config import BackboneConfig, DESCRIPTORS, RUNTIMES
 from aesvc_vpr.dinov2_models import MODELS
+from aesvc_vpr.imagefeed import read_rgb
 from aesvc_vpr.metrics import positives_within, recall_at_n, relevance
+from aesvc_vpr.prefix import l2_prefix
 from aesvc_vpr.provenance import provenance
 from aesvc_vpr.town import make_town
 from aesvc_vpr.weights import random_weights
-
-
-def read_rgb(paths: tuple[str, ...]) -> list[np.ndarray]:
-    """Decode the town's JPEGs as RGB."""
-    return [cv2.cvtColor(cv2.imread(p), cv2.COLOR_BGR2RGB) for p in paths]
-
-
-def unit_rows(rows: np.ndarray) -> np.ndarray:
-    """L2-normalise each row."""
-    return rows / np.linalg.norm(rows, axis=1, keepdims=True)
 
 
 def main() -> None:
@@ -70,7 +61,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix='bench_runtime_recall_') as tmp:
         town = make_town(Path(tmp) / 'town', n_db=args.db, n_query=args.queries,
                          difficulty=args.difficulty, seed=args.seed)
-        database, queries = read_rgb(town.database.paths), read_rgb(town.queries.paths)
+        database = [read_rgb(path) for path in town.database.paths]
+        queries = [read_rgb(path) for path in town.queries.paths]
     positives = positives_within(town.database.utm, town.queries.utm, args.radius_m)
     fp32: dict[str, np.ndarray] = {}
     baseline: dict[str, float] = {}
@@ -81,13 +73,13 @@ def main() -> None:
         start = time.perf_counter()
         db, q = backbone.embed(database), backbone.embed(queries)
         ms = (time.perf_counter() - start) * 1e3 / (len(database) + len(queries))
-        ranked = np.argsort(-(unit_rows(q) @ unit_rows(db).T), axis=1)[:, :5]
+        db, q = l2_prefix(db, db.shape[1]), l2_prefix(q, q.shape[1])   # unit rows
+        ranked = np.argsort(-(q @ db.T), axis=1)[:, :5]
         recall = recall_at_n(relevance(ranked, positives), (1, 5))
         if runtime == 'torch-fp32':
             fp32 = {'db': db, 'q': q, 'top1': ranked[:, 0]}
             baseline = {'recall_at_1': recall[1], 'ms': ms}
-        cos = np.concatenate([(unit_rows(db) * unit_rows(fp32['db'])).sum(1),
-                              (unit_rows(q) * unit_rows(fp32['q'])).sum(1)])
+        cos = np.concatenate([(db * fp32['db']).sum(1), (q * fp32['q']).sum(1)])
         print(json.dumps({
             'bench': 'runtime_recall', 'model': args.model, 'runtime': runtime,
             'descriptor': args.descriptor,

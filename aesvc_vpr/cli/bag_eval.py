@@ -102,8 +102,8 @@ def run(args: argparse.Namespace) -> int:
     source = source_from_args(args, mapdb.utm_zone)
     with BagSet(source.bags) as bags:
         plan = plan_queries(bags, source)      # bad topics fail here, before a model loads
-        localizer = Localizer.from_config(backbone_config(args, mapdb.backbone_name), args.head,
-                                          args.map,
+        backbone_cfg = backbone_config(args, mapdb.backbone_name)
+        localizer = Localizer.from_config(backbone_cfg, args.head, args.map,
                                           SearchConfig(args.prefix_dim, args.index_type),
                                           MatchConfig(top_k=args.top_k, radius_m=args.radius_m))
         frames = replay_bag(localizer, bags, plan)

@@ -93,10 +93,11 @@ def test_stop_joins_and_discards_the_slot() -> None:
 
 def test_two_threads_hold_two_frames_in_flight_and_still_replace_the_rest() -> None:
     both_in = threading.Barrier(3, timeout=10)   # two handlers and the test
-    go = threading.Event()
+    first_taken, go = threading.Event(), threading.Event()
 
     def handle(item: object) -> None:
         if item in (1, 2):
+            first_taken.set()
             both_in.wait()      # passes only if 1 and 2 are being handled at the same time
             go.wait(10)
         with rec.done:
@@ -107,11 +108,7 @@ def test_two_threads_hold_two_frames_in_flight_and_still_replace_the_rest() -> N
     worker = LatestFrameWorker(handle, rec.on_dropped, lambda: 0.0, threads=2)
     worker.start()
     worker.submit(1)
-    for _ in range(100):        # wait until a thread took 1 from the slot
-        with worker._cond:
-            if worker._slot is None:
-                break
-        threading.Event().wait(0.01)
+    assert first_taken.wait(10)     # 1 left the slot, so 2 cannot replace it
     worker.submit(2)
     both_in.wait()              # both threads are busy now: 3 and 4 wait in the one slot
     worker.submit(3)
