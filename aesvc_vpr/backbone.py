@@ -134,7 +134,8 @@ class DinoV2Backbone:
         export_key = f'{weights.fingerprint[:16]}-{cfg.input_size}-{cfg.descriptor}'
         if cfg.descriptor != 'cls':
             export_key += f'-p{cfg.gem_p:g}'
-        self.runner = make_runner(net, cfg, self.device, export_key, weights.files)
+        self.runner = make_runner(net, cfg, self.device, export_key, weights.files,
+                                  self.preprocess)
         log.info('backbone %s: %d-d %s at %d px, runtime %s on %s', self.name, self.dim,
                  cfg.descriptor, cfg.input_size, cfg.runtime, self.device)
 

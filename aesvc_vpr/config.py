@@ -11,7 +11,8 @@ from dataclasses import dataclass
 from aesvc_vpr.errors import ConfigError
 
 DESCRIPTORS = ('cls', 'gem', 'cls+gem')
-RUNTIMES = ('torch-fp32', 'torch-bf16', 'onnx-fp32', 'onnx-int8')
+RUNTIMES = ('torch-fp32', 'torch-bf16', 'onnx-fp32', 'onnx-int8', 'openvino-fp32',
+            'openvino-int8')
 DEFAULT_PREFIX_SIZES = (8, 16, 32, 64, 128, 256)
 
 
@@ -28,7 +29,10 @@ class BackboneConfig:
     descriptor: str = 'cls'        # cls | gem | cls+gem
     gem_p: float = 3.0             # GeM power over patch tokens
     device: str = 'cpu'
-    runtime: str = 'torch-fp32'    # torch-fp32 | torch-bf16 | onnx-fp32 | onnx-int8
+    runtime: str = 'torch-fp32'    # one of RUNTIMES
+    # openvino-int8 calibrates on these images (a folder, searched recursively); '' renders
+    # street views of the synthetic town. Images from the robot's own area are best.
+    calibration_images: str = ''
     batch_size: int = 8
     allow_download: bool = False   # never touch the network unless the user opts in
 

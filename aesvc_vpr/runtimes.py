@@ -1,5 +1,6 @@
-"""How the backbone network is executed: torch fp32 or bf16, or ONNX Runtime fp32 or dynamic int8.
+"""How the backbone network is executed: torch, ONNX Runtime or OpenVINO, in fp32 or lower.
 
+Modes: torch fp32 or bf16, ONNX Runtime fp32 or dynamic int8, OpenVINO fp32 or static int8.
 ONNX files are exported once and cached in ``aesvc_vpr_onnx/`` beside the weights file (or in
 ``<cache_root>/onnx`` when that folder is read-only or the weights have no file). The name holds
 the weights fingerprint, input size and descriptor, so a changed checkpoint or setting gets a new
@@ -20,9 +21,11 @@ import numpy as np
 import torch
 from torch import nn
 
+from aesvc_vpr.calibration import calibration_set
 from aesvc_vpr.config import BackboneConfig
 from aesvc_vpr.errors import ConfigError
 from aesvc_vpr.fingerprints import cache_root
+from aesvc_vpr.openvino_runner import OpenVinoRunner, quantize_static_int8
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +33,8 @@ EXPORT_VERSION = 1        # bump when DescriptorNet or the export settings chang
 OPSET = 17
 ONNX_LIMIT_BYTES = 2 << 30   # protobuf's single-file limit; ViT-g in fp32 is above it
 # Minimum cosine of each mode's descriptors to torch-fp32 ones (tested on a tiny random model)
-MIN_COSINE = {'torch-fp32': 1.0, 'torch-bf16': 0.99, 'onnx-fp32': 0.99999, 'onnx-int8': 0.99}
+MIN_COSINE = {'torch-fp32': 1.0, 'torch-bf16': 0.99, 'onnx-fp32': 0.99999, 'onnx-int8': 0.99,
+              'openvino-fp32': 0.99999, 'openvino-int8': 0.99}
 
 
 class Runner(Protocol):
@@ -80,16 +84,19 @@ class OnnxRunner:
 
 
 def make_runner(net: nn.Module, cfg: BackboneConfig, device: str, export_key: str,
-                weights_files: Sequence[Path]) -> Runner:
+                weights_files: Sequence[Path],
+                preprocess: Callable[[list[np.ndarray]], np.ndarray]) -> Runner:
     """Build the runner ``cfg.runtime`` names, exporting ONNX files unless cached.
 
     Args:
         net: DescriptorNet in eval mode on the cpu.
         export_key: weights fingerprint, input size and descriptor, as a file-name part.
         weights_files: where the weights came from; ONNX files are cached beside the first.
+        preprocess: images -> network input, for openvino-int8's calibration images.
 
     Raises:
-        ConfigError: an ONNX mode for a model too large for one ONNX file.
+        ConfigError: an ONNX or OpenVINO mode for a model too large for one ONNX file, or a
+            failed export.
     """
     if cfg.runtime.startswith('torch'):
         return TorchRunner(net, device, bf16=cfg.runtime == 'torch-bf16')
@@ -98,11 +105,19 @@ def make_runner(net: nn.Module, cfg: BackboneConfig, device: str, export_key: st
                           'ONNX file limit; use torch-fp32 or torch-bf16')
     folder = onnx_dir(weights_files)
     fp32 = folder / f'dinov2-{export_key}-v{EXPORT_VERSION}.fp32.onnx'
-    _build_once(fp32, lambda tmp: export_onnx(net, tmp, cfg.input_size))
+    build_once(fp32, lambda tmp: export_onnx(net, tmp, cfg.input_size))
     if cfg.runtime == 'onnx-fp32':
         return OnnxRunner(fp32)
+    if cfg.runtime == 'openvino-fp32':
+        return OpenVinoRunner(fp32, torch.get_num_threads())
+    if cfg.runtime == 'openvino-int8':
+        calibration = calibration_set(cfg.calibration_images)
+        xml = fp32.with_name(fp32.name.replace('.fp32.onnx', f'.int8-{calibration.tag}.xml'))
+        build_once(xml, lambda tmp: quantize_static_int8(
+            fp32, tmp, preprocess(calibration.images())), companions=('.bin',))
+        return OpenVinoRunner(xml, torch.get_num_threads())
     int8 = fp32.with_name(fp32.name.replace('.fp32.onnx', '.int8.onnx'))
-    _build_once(int8, lambda tmp: quantize_int8(fp32, tmp))
+    build_once(int8, lambda tmp: quantize_int8(fp32, tmp))
     return OnnxRunner(int8)
 
 
@@ -162,18 +177,28 @@ class _DropRecords(logging.Filter):
         return self.text not in record.getMessage()
 
 
-def _build_once(path: Path, build: Callable[[Path], None]) -> None:
-    """Create ``path`` through a temporary file beside it unless it exists already."""
+def build_once(path: Path, build: Callable[[Path], None], companions: Sequence[str] = ()) -> None:
+    """Create ``path`` through a temporary file beside it unless it exists already.
+
+    Args:
+        path: the file to create.
+        build: writes the given temporary path (and its companions).
+        companions: suffixes of files ``build`` writes next to it (an IR's '.bin'); they are
+            moved into place before ``path``, so ``path`` existing means all of them do.
+    """
     if path.is_file():
         log.debug('using cached %s', path)
         return
-    tmp = path.with_name(f'.{path.stem}.{os.getpid()}.tmp.onnx')
+    tmp = path.with_name(f'.{path.stem}.{os.getpid()}.tmp{path.suffix}')
     log.info('writing %s (once per weights, size and descriptor)', path)
     try:
         build(tmp)
+        for suffix in companions:
+            os.replace(tmp.with_suffix(suffix), path.with_suffix(suffix))
         os.replace(tmp, path)
     except Exception as err:  # exporter and quantizer raise many types; all mean "no file"
-        raise ConfigError(f'{path}: ONNX export failed ({err}); use backbone.runtime '
+        raise ConfigError(f'{path}: building it failed ({err}); use backbone.runtime '
                           'torch-fp32') from err
     finally:
-        tmp.unlink(missing_ok=True)
+        for leftover in (tmp, *(tmp.with_suffix(suffix) for suffix in companions)):
+            leftover.unlink(missing_ok=True)

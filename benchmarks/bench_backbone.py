@@ -108,7 +108,7 @@ def bench_config(model: str, size: int, args: argparse.Namespace, images: list[n
     weights = random_weights(MODELS[model], seed=args.seed)
     backbones = {runtime: DinoV2Backbone(BackboneConfig(
         model_name=model, input_size=size, runtime=runtime, descriptor=args.descriptor,
-        batch_size=max(args.batches)), weights)
+        batch_size=max(args.batches), calibration_images=args.calibration_images), weights)
         for runtime in dict.fromkeys(['torch-fp32', *args.runtimes])}
     pixels = backbones['torch-fp32'].preprocess(images)
     embeddings = {name: bb.runner(pixels) for name, bb in backbones.items()}
@@ -142,6 +142,7 @@ def bench_config(model: str, size: int, args: argparse.Namespace, images: list[n
                 line.update(cos_vs_fp32_mean=round(float(cos.mean()), 5),
                             cos_vs_fp32_min=round(float(cos.min()), 5))
             line.update(cos_images=context['images'],
+                        calibration_images=args.calibration_images or 'town views',
                         fp32_pairwise_cos_mean=round(float(spread.mean()), 3),
                         load_avg_1m=round(os.getloadavg()[0], 2), **context['run'])
             print(json.dumps(line), flush=True)
@@ -156,6 +157,8 @@ def main() -> None:
     parser.add_argument('--batches', type=int, nargs='+', default=[1, 8])
     parser.add_argument('--runtimes', nargs='+', choices=RUNTIMES, default=list(RUNTIMES))
     parser.add_argument('--descriptor', default='cls', choices=DESCRIPTORS)
+    parser.add_argument('--calibration-images', default='',
+                        help="openvino-int8's calibration folder ('' renders town views)")
     parser.add_argument('--rounds', type=int, default=20, help='timed rounds per runtime')
     parser.add_argument('--calls', type=int, default=3,
                         help='timed calls per runtime and round, after one untimed call')

@@ -28,6 +28,9 @@ def add_backbone_arguments(parser: argparse.ArgumentParser, model_from: str = ''
     group.add_argument('--gem-p', type=float, default=defaults.gem_p,
                        help='GeM power for the gem descriptors (default %(default)s)')
     group.add_argument('--runtime', choices=RUNTIMES, default=defaults.runtime)
+    group.add_argument('--calibration-images', default=defaults.calibration_images,
+                       help='image folder that openvino-int8 calibrates on (default: rendered '
+                            'street views)')
     group.add_argument('--device', default=defaults.device)
     group.add_argument('--batch-size', type=int, default=defaults.batch_size,
                        help='images per forward pass (default %(default)s)')
@@ -46,4 +49,5 @@ def backbone_config(args: argparse.Namespace, model_name: str = '') -> BackboneC
     return BackboneConfig(model_name=args.model or model_name, weights=args.weights,
                           input_size=args.input_size, descriptor=args.descriptor,
                           gem_p=args.gem_p, device=args.device, runtime=args.runtime,
+                          calibration_images=args.calibration_images,
                           batch_size=args.batch_size, allow_download=args.allow_download)

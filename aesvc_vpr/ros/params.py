@@ -112,6 +112,8 @@ PARAMS = (
           read_only=True, limits=(0.1, 100.0)),
     Param('backbone.device', 'torch device, e.g. cpu or cuda:0', read_only=True),
     Param('backbone.runtime', ' | '.join(RUNTIMES), read_only=True),
+    Param('backbone.calibration_images', "image folder openvino-int8 calibrates on; '' renders "
+          'street views', read_only=True),
     Param('backbone.allow_download', "fetch Meta's checkpoint when no weights are found "
           '(needs internet)', read_only=True),
     Param('head_path', "projection head file; '' uses the map's own head (none: raw "

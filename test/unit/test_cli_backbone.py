@@ -26,11 +26,12 @@ def test_every_field_has_a_flag() -> None:
     cfg = backbone_config(parse([
         '--model', 'vit_base_patch14_dinov2', '--weights', '/w.pth', '--input-size', '322',
         '--descriptor', 'gem', '--gem-p', '4.5', '--runtime', 'onnx-int8', '--device', 'cpu',
-        '--batch-size', '4', '--allow-download']))
+        '--batch-size', '4', '--allow-download', '--calibration-images', '/robot/images']))
     changed = {f.name for f in dataclasses.fields(BackboneConfig)
                if getattr(cfg, f.name) != getattr(BackboneConfig(), f.name)}
     assert changed == {f.name for f in dataclasses.fields(BackboneConfig)} - {'device'}
     assert (cfg.gem_p, cfg.allow_download, cfg.runtime) == (4.5, True, 'onnx-int8')
+    assert cfg.calibration_images == '/robot/images'
 
 
 def test_the_model_can_come_from_the_map() -> None:
