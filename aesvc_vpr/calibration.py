@@ -9,6 +9,7 @@ another folder gives another int8 model and never a stale one.
 from __future__ import annotations
 
 from dataclasses import dataclass
+import functools
 import logging
 from pathlib import Path
 
@@ -21,7 +22,8 @@ from aesvc_vpr.imagefeed import read_rgb
 
 log = logging.getLogger(__name__)
 
-CALIBRATION_COUNT = 64
+# 128 town views kept the worst real-image cosine to fp32 at 0.996 (64: 0.995) at the same speed
+CALIBRATION_COUNT = 128
 TOWN_VIEWS_VERSION = 1     # bump when the rendered views change
 _TOWN_SEED = 7             # not the demo's town, so the demo never calibrates on its own queries
 
@@ -41,7 +43,7 @@ class CalibrationSet:
             ConfigError: no file of the folder can be read.
         """
         if not self.files:
-            return town_views(self.count)
+            return list(town_views(self.count))
         images = []
         for path in self.files:
             try:
@@ -75,8 +77,12 @@ def calibration_set(source: str, count: int = CALIBRATION_COUNT) -> CalibrationS
     return CalibrationSet('dir' + sha256_bytes(listing.encode())[:12], chosen, len(chosen))
 
 
-def town_views(count: int) -> list[np.ndarray]:
-    """Render ``count`` 4:3 street views at random spots and headings of one fixed town."""
+@functools.lru_cache(maxsize=1)
+def town_views(count: int) -> tuple[np.ndarray, ...]:
+    """Render ``count`` 4:3 street views at random spots and headings of one fixed town.
+
+    Cached: every openvino-int8 model built in one process calibrates on the same views.
+    """
     from aesvc_vpr.town.layout import build_town, TownSpec
     from aesvc_vpr.town.render import Camera, render
     from aesvc_vpr.town.routes import LANE_M, neighbours, node_xy
@@ -96,4 +102,4 @@ def town_views(count: int) -> list[np.ndarray]:
         yaw = heading + rng.normal(0.0, 0.35)
         frame = render(town, float(x), float(y), yaw, camera)
         views.append((np.clip(frame.rgb, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8))
-    return views
+    return tuple(views)

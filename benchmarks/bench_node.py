@@ -9,7 +9,7 @@ process at start and end). One JSON line per configuration.
 
     .venv/bin/python benchmarks/bench_node.py --mode transport --frames 241 --rate-hz 30
     .venv/bin/python benchmarks/bench_node.py --mode node --frames 600 --rate-hz 30 \\
-        --map-size 10000 --runtimes onnx-int8 torch-fp32
+        --map-size 10000 --runtimes openvino-int8 torch-fp32
 
 The DINOv2 ViT-S/14 weights are timm's random initialisation saved to a file (no pretrained
 weights exist on the benchmark machine): the descriptors mean nothing, the compute is real.
@@ -249,14 +249,16 @@ def write_map(args: argparse.Namespace, root: Path) -> list[str]:
     if args.model_name in MODELS:
         weights = str(root / 'random_dinov2.safetensors')
         save_file(random_weights(MODELS[args.model_name], args.seed).state_dict, weights)
-    backbone = load_backbone(BackboneConfig(model_name=args.model_name, weights=weights))
+    backbone = load_backbone(BackboneConfig(model_name=args.model_name, weights=weights,
+                                            input_size=args.input_size))
     rng = np.random.default_rng(args.seed)
     raw = rng.standard_normal((args.map_size, backbone.dim)).astype(np.float32)
     utm = rng.uniform(0, 5000, (args.map_size, 2)) + [500_000.0, 4_000_000.0]
     MapDatabase.write(root / 'map', raw, utm, '17T', backbone_name=backbone.name,
                       backbone_fingerprint=backbone.fingerprint)
     params = [f'backbone.model_name:={args.model_name}', f'map_path:={root / "map"}',
-              f'search.prefix_dim:={args.prefix_dim}']
+              f'search.prefix_dim:={args.prefix_dim}',
+              f'backbone.input_size:={args.input_size}']
     return params + ([f'backbone.weights:={weights}'] if weights else [])
 
 
@@ -319,8 +321,8 @@ def bench_node(args: argparse.Namespace, common: dict) -> None:
                 for workers in args.workers:
                     print(json.dumps({
                         **common, 'bench': 'node', 'model_name': args.model_name,
-                        'map_size': args.map_size, 'prefix_dim': args.prefix_dim,
-                        'rate_hz': args.rate_hz, 'workers': workers,
+                        'input_size': args.input_size, 'map_size': args.map_size,
+                        'prefix_dim': args.prefix_dim, 'rate_hz': args.rate_hz, 'workers': workers,
                         **measure_node(args, [*node_params, f'workers:={workers}'], runtime,
                                        config)}), flush=True)
 
@@ -341,7 +343,9 @@ def parse_args() -> argparse.Namespace:
     node = parser.add_argument_group('--mode node')
     node.add_argument('--model-name', default='vit_small_patch14_dinov2',
                       help="a DINOv2 timm name (random weights) or 'patchgrid'")
-    node.add_argument('--runtimes', nargs='+', default=['onnx-int8', 'torch-fp32'])
+    node.add_argument('--runtimes', nargs='+', default=['openvino-int8', 'torch-fp32'])
+    node.add_argument('--input-size', type=int, default=224,
+                      help="the backbone's input side; the map is built for it")
     node.add_argument('--map-size', type=int, default=10_000)
     node.add_argument('--prefix-dim', type=int, default=64)
     node.add_argument('--configs', nargs='+', metavar='TRANSPORT:CAMERA_QOS:NODE_QOS',
