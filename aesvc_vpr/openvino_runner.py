@@ -13,6 +13,7 @@ import os
 from pathlib import Path
 import sys
 import threading
+from types import ModuleType
 
 import numpy as np
 
@@ -32,7 +33,7 @@ class OpenVinoRunner:
         Raises:
             ConfigError: OpenVINO cannot read or compile the file.
         """
-        import openvino as ov
+        ov = import_openvino()
         threads = max(1, threads)
         streams = max(1, (os.cpu_count() or 1) // threads)
         self.path = path
@@ -55,6 +56,19 @@ class OpenVinoRunner:
         return np.array(out, dtype=np.float32)   # a copy: the request reuses its output buffer
 
 
+def import_openvino() -> ModuleType:
+    """Import OpenVINO with its usage statistics off for this process.
+
+    ``import openvino`` sends an event to Google Analytics, and NNCF one per call, unless a
+    consent file under ~/intel says no. Both use a silent stub when ``openvino_telemetry`` cannot
+    be imported, so it is marked absent here: a robot does not phone home, and the user's own
+    ~/intel setting is left alone.
+    """
+    sys.modules.setdefault('openvino_telemetry', None)   # type: ignore[arg-type]
+    import openvino
+    return openvino
+
+
 def quantize_static_int8(src: Path, dst: Path, pixels: np.ndarray) -> None:
     """Write the int8 OpenVINO IR of an fp32 ONNX file (``dst`` .xml, and its .bin beside).
 
@@ -63,11 +77,8 @@ def quantize_static_int8(src: Path, dst: Path, pixels: np.ndarray) -> None:
         dst: the .xml to write.
         pixels: (N, 3, S, S) float32 pre-processed calibration images.
     """
-    # NNCF sends usage statistics unless a consent file says no; its only switch without one is
-    # this variable (read by nothing else in NNCF). A robot stays silent.
-    os.environ.setdefault('NNCF_CI', '1')
+    ov = import_openvino()   # first: it also keeps NNCF's usage statistics off
     import nncf
-    import openvino as ov
     model = ov.Core().read_model(str(src))
     samples = nncf.Dataset([pixels[i:i + 1] for i in range(len(pixels))])
     # NNCF draws its progress bars on stdout, where CLI commands and benchmarks print results

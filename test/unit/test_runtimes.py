@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+import textwrap
+
 import cv2
 import dinov2_tiny
 from dinov2_tiny import images, Tiny, tiny_arch, WIDTH
@@ -145,3 +150,21 @@ def test_truncated_openvino_model_is_a_config_error(tiny) -> None:
     weights.write_bytes(weights.read_bytes()[:100])
     with pytest.raises(ConfigError, match='delete it to build it again'):
         backbone(tiny, runtime='openvino-int8')
+
+
+def test_openvino_and_nncf_send_no_usage_statistics(tmp_path) -> None:
+    # a fresh interpreter: pytest itself silences NNCF, and imports are once per process
+    script = textwrap.dedent("""
+        from aesvc_vpr.openvino_runner import import_openvino
+        import_openvino()
+        import nncf.telemetry.wrapper as nncf_telemetry
+        import openvino.tools.ovc.telemetry_utils as ov_telemetry
+        print(ov_telemetry.tm.__name__, type(nncf_telemetry.telemetry).__name__)
+    """)
+    env = {**os.environ, 'HOME': str(tmp_path), 'CI': 'false'}
+    env.pop('NNCF_CI', None)
+    out = subprocess.run([sys.executable, '-c', script], env=env, capture_output=True,
+                         text=True, timeout=300, check=True).stdout.split()
+    assert out[0] == 'openvino.tools.ovc.telemetry_stub'
+    assert out[1] != 'NNCFTelemetry'
+    assert not (tmp_path / 'intel').exists(), 'no client id or consent file is written'
