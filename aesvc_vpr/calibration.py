@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from aesvc_vpr.datasets.folder import IMAGE_SUFFIXES
+from aesvc_vpr.datasets.folder import image_files, IMAGE_SUFFIXES
 from aesvc_vpr.errors import ConfigError, ImageError
 from aesvc_vpr.fingerprints import sha256_bytes
 from aesvc_vpr.imagefeed import read_rgb
@@ -35,6 +35,7 @@ class CalibrationSet:
     tag: str                       # goes into the int8 model's file name
     files: tuple[Path, ...] = ()   # empty: rendered town views
     count: int = CALIBRATION_COUNT
+    source: str = ''               # the folder as configured, for messages
 
     def images(self) -> list[np.ndarray]:
         """Decode or render the images as (H, W, 3) uint8 RGB.
@@ -51,8 +52,8 @@ class CalibrationSet:
             except ImageError as err:   # a broken file only shrinks the set
                 log.warning('calibration: skipping %s', err)
         if not images:
-            raise ConfigError(f'backbone.calibration_images: none of the {len(self.files)} '
-                              f'images under {self.files[0].parent} can be read')
+            raise ConfigError(f'backbone.calibration_images {self.source}: none of the '
+                              f'{len(self.files)} images chosen can be read')
         return images
 
 
@@ -67,14 +68,15 @@ def calibration_set(source: str, count: int = CALIBRATION_COUNT) -> CalibrationS
     folder = Path(source).expanduser()
     if not folder.is_dir():
         raise ConfigError(f'backbone.calibration_images {source}: not a folder')
-    files = sorted(p for p in folder.rglob('*') if p.suffix.lower() in IMAGE_SUFFIXES)
+    files = image_files(folder)
     if not files:
         raise ConfigError(f'backbone.calibration_images {source}: no image files '
                           f'({", ".join(IMAGE_SUFFIXES)}) in the folder')
     chosen = tuple(files[i] for i in np.linspace(0, len(files) - 1, min(count, len(files)),
                                                  dtype=np.int64))
     listing = '\n'.join(f'{p.relative_to(folder)}:{p.stat().st_size}' for p in chosen)
-    return CalibrationSet('dir' + sha256_bytes(listing.encode())[:12], chosen, len(chosen))
+    return CalibrationSet('dir' + sha256_bytes(listing.encode())[:12], chosen, len(chosen),
+                          source)
 
 
 @functools.lru_cache(maxsize=1)

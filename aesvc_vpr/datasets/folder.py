@@ -25,6 +25,12 @@ IMAGE_SUFFIXES = ('.jpg', '.jpeg', '.png', '.bmp', '.ppm', '.webp')
 HEADING_FIELD = 9           # index after splitting on '@' (field 0 is the empty prefix)
 
 
+def image_files(folder: Path) -> list[Path]:
+    """Return the image files under ``folder``, recursively, in sorted path order."""
+    return sorted(p for p in folder.rglob('*')
+                  if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+
+
 def read_folder(root: str | os.PathLike) -> LoadedDataset:
     """Read ``root/database`` and ``root/queries`` (images in sub-folders are included).
 
@@ -39,8 +45,7 @@ def read_folder(root: str | os.PathLike) -> LoadedDataset:
     sets = []
     for split in SPLITS:
         folder = root / split
-        files = sorted(p for p in folder.rglob('*')
-                       if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+        files = image_files(folder)
         if not files:
             raise DatasetError(f'{folder}: no images ({", ".join(IMAGE_SUFFIXES)})')
         poses = [_parse_name(p) for p in files]
