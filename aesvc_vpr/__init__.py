@@ -1,7 +1,8 @@
 """aesvc_vpr: DINOv2 + AE-SVC / (SS)2D visual place recognition, with a ROS 2 node on top.
 
-The core (this package minus ``aesvc_vpr.ros``) never imports rclpy. Names are resolved on first
-use, so ``import aesvc_vpr`` stays fast and does not load torch until a model is needed.
+One subpackage per layer, imports running one way (docs/architecture.md). The core (everything
+but ``aesvc_vpr.ros`` and ``aesvc_vpr.cli``) never imports rclpy. Names are resolved on first use,
+so ``import aesvc_vpr`` stays fast and does not load torch until a model is needed.
 """
 
 from __future__ import annotations
@@ -14,17 +15,21 @@ __version__ = '0.1.0'
 _EXPORTS = {
     'BackboneConfig': 'config', 'HeadConfig': 'config', 'TrainConfig': 'config',
     'SearchConfig': 'config', 'MatchConfig': 'config', 'RecallConfig': 'config',
+    'LoopClosureConfig': 'config',
     'VprError': 'errors', 'ConfigError': 'errors', 'WeightsError': 'errors',
     'ImageError': 'errors', 'HeadError': 'errors', 'DatasetError': 'errors',
-    'MapError': 'errors', 'BagError': 'errors',
-    'load_backbone': 'backbones', 'PatchGridBackbone': 'patchgrid',
-    'Projector': 'projector', 'train_head': 'train', 'fit_head': 'train',
-    'MapDatabase': 'mapdb', 'build_map': 'mapbuild', 'PrefixIndex': 'search',
-    'Localizer': 'localizer', 'Localization': 'localizer', 'Match': 'localizer',
-    'load_dataset': 'datasets', 'GeoImageSet': 'datasets',
-    'evaluate_map': 'evaluate', 'recall_at_n': 'metrics', 'positives_within': 'metrics',
-    'LoopClosureDetector': 'loop_closure', 'LoopClosureConfig': 'loop_config',
-    'make_town': 'town', 'message_to_rgb': 'msg_image', 'l2_prefix': 'prefix',
+    'MapError': 'errors', 'BagError': 'errors', 'BackboneError': 'errors',
+    'SearchError': 'errors', 'LoopError': 'errors', 'EvaluationError': 'errors',
+    'ReplayError': 'errors', 'NodeError': 'errors',
+    'load_backbone': 'backbone', 'PatchGridBackbone': 'backbone',
+    'Projector': 'head', 'train_head': 'head', 'fit_head': 'head',
+    'MapDatabase': 'retrieval', 'build_map': 'retrieval', 'PrefixIndex': 'index',
+    'Localizer': 'retrieval', 'Localization': 'retrieval', 'Match': 'retrieval',
+    'Encoder': 'retrieval',
+    'load_dataset': 'data', 'GeoImageSet': 'data',
+    'evaluate_map': 'evaluation', 'recall_at_n': 'index', 'positives_within': 'index',
+    'LoopClosureDetector': 'loop',
+    'make_town': 'data', 'message_to_rgb': 'images', 'l2_prefix': 'index',
 }
 __all__ = sorted(_EXPORTS)
 

@@ -33,11 +33,12 @@ import cv2
 import numpy as np
 import torch
 
-from aesvc_vpr.backbone import DinoV2Backbone
+from aesvc_vpr.backbone.dinov2 import DinoV2Backbone
+from aesvc_vpr.backbone.dinov2_archs import MODELS
+from aesvc_vpr.backbone.weights import random_weights
+from aesvc_vpr.common.provenance import provenance
 from aesvc_vpr.config import BackboneConfig, DESCRIPTORS, RUNTIMES
-from aesvc_vpr.dinov2_models import MODELS
-from aesvc_vpr.provenance import provenance
-from aesvc_vpr.weights import random_weights
+from aesvc_vpr.data.town.views import town_calibration
 
 REPO = Path(__file__).resolve().parents[1]
 IMAGE_SETS = ('gardenspoint_mini10', 'vprbench_corridor')
@@ -108,7 +109,8 @@ def bench_config(model: str, size: int, args: argparse.Namespace, images: list[n
     weights = random_weights(MODELS[model], seed=args.seed)
     backbones = {runtime: DinoV2Backbone(BackboneConfig(
         model_name=model, input_size=size, runtime=runtime, descriptor=args.descriptor,
-        batch_size=max(args.batches), calibration_images=args.calibration_images), weights)
+        batch_size=max(args.batches), calibration_images=args.calibration_images), weights,
+        town_calibration())
         for runtime in dict.fromkeys(['torch-fp32', *args.runtimes])}
     pixels = backbones['torch-fp32'].preprocess(images)
     embeddings = {name: bb.runner(pixels) for name, bb in backbones.items()}

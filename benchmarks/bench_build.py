@@ -28,24 +28,25 @@ import cv2
 import numpy as np
 import torch
 
+from aesvc_vpr.backbone.protocol import Backbone
+from aesvc_vpr.common.provenance import provenance
 from aesvc_vpr.config import BackboneConfig
-from aesvc_vpr.datasets import GeoImageSet
-from aesvc_vpr.embedder import Backbone
-from aesvc_vpr.imagefeed import read_rgb
-from aesvc_vpr.mapbuild import build_map
-from aesvc_vpr.provenance import provenance
+from aesvc_vpr.data.datasets import GeoImageSet
+from aesvc_vpr.images.files import read_rgb
+from aesvc_vpr.retrieval.mapbuild import build_map
 
 
 def make_backbone(args: argparse.Namespace) -> Backbone:
     """Build the configured backbone, or its architecture with random weights."""
+    from aesvc_vpr.data.town.views import town_calibration
     cfg = BackboneConfig(model_name=args.model, batch_size=args.batch_size, runtime=args.runtime)
     if not args.random_weights:
-        from aesvc_vpr.backbones import load_backbone
-        return load_backbone(cfg)
-    from aesvc_vpr.backbone import DinoV2Backbone
-    from aesvc_vpr.dinov2_models import MODELS
-    from aesvc_vpr.weights import random_weights
-    return DinoV2Backbone(cfg, random_weights(MODELS[args.model]))
+        from aesvc_vpr.backbone.registry import load_backbone
+        return load_backbone(cfg, town_calibration())
+    from aesvc_vpr.backbone.dinov2 import DinoV2Backbone
+    from aesvc_vpr.backbone.dinov2_archs import MODELS
+    from aesvc_vpr.backbone.weights import random_weights
+    return DinoV2Backbone(cfg, random_weights(MODELS[args.model]), town_calibration())
 
 
 def write_images(folder: Path, count: int, width: int, height: int) -> GeoImageSet:

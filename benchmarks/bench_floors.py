@@ -45,7 +45,7 @@ import timm
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from aesvc_vpr.provenance import provenance
+from aesvc_vpr.common.provenance import provenance
 
 MODELS = ('vit_small_patch14_dinov2', 'vit_base_patch14_dinov2')
 FLOAT32_BYTES = 4

@@ -28,14 +28,14 @@ import time
 import numpy as np
 import torch
 
-from aesvc_vpr.baselines import AesvcEncoder, fit_aesvc_per_size, fit_ssd, PCA, Truncation
+from aesvc_vpr.common.provenance import provenance
 from aesvc_vpr.config import BackboneConfig, HeadConfig, TrainConfig
-from aesvc_vpr.head_eval import cosine_stats, prefix_recall
-from aesvc_vpr.metrics import positives_within
-from aesvc_vpr.projector import Projector
-from aesvc_vpr.provenance import provenance
-from aesvc_vpr.synthetic_embeddings import generate, SyntheticConfig
-from aesvc_vpr.train import fit_head, write_trained
+from aesvc_vpr.data.synthetic_embeddings import generate, SyntheticConfig
+from aesvc_vpr.head.baselines import AesvcEncoder, fit_aesvc_per_size, fit_ssd, PCA, Truncation
+from aesvc_vpr.head.projector import Projector
+from aesvc_vpr.head.quality import cosine_stats, prefix_recall
+from aesvc_vpr.head.training import fit_head, write_trained
+from aesvc_vpr.index.ranking import positives_within
 
 IMAGE_SUFFIXES = ('.jpg', '.jpeg', '.png', '.bmp')
 
@@ -58,7 +58,7 @@ def image_data(args: argparse.Namespace) -> tuple[np.ndarray, np.ndarray, list, 
     """Embed DIR/ref and DIR/query with the chosen backbone; positives from ground truth."""
     import cv2
 
-    from aesvc_vpr.backbones import load_backbone
+    from aesvc_vpr.backbone.registry import load_backbone
     root = Path(args.images)
     backbone = load_backbone(BackboneConfig(model_name=args.model, weights=args.weights,
                                             batch_size=8))

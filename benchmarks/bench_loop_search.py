@@ -18,9 +18,9 @@ import time
 import faiss
 import numpy as np
 
-from aesvc_vpr.keyframes import KeyframeStore
-from aesvc_vpr.prefix import l2_prefix
-from aesvc_vpr.provenance import git_commit
+from aesvc_vpr.common.provenance import git_commit
+from aesvc_vpr.index.prefix import l2_prefix
+from aesvc_vpr.loop.keyframes import KeyframeStore
 
 
 def timed(fn, repeats: int, warmup: int) -> list[float]:

@@ -239,11 +239,11 @@ def write_map(args: argparse.Namespace, root: Path) -> list[str]:
     """Write random weights and a random map for them; return the node's -p arguments."""
     from safetensors.torch import save_file
 
-    from aesvc_vpr.backbones import load_backbone
+    from aesvc_vpr.backbone.dinov2_archs import MODELS
+    from aesvc_vpr.backbone.registry import load_backbone
+    from aesvc_vpr.backbone.weights import random_weights
     from aesvc_vpr.config import BackboneConfig
-    from aesvc_vpr.dinov2_models import MODELS
-    from aesvc_vpr.mapdb import MapDatabase
-    from aesvc_vpr.weights import random_weights
+    from aesvc_vpr.retrieval.mapdb import MapDatabase
 
     weights = ''
     if args.model_name in MODELS:

@@ -29,15 +29,16 @@ import time
 import numpy as np
 import torch
 
-from aesvc_vpr.backbone import DinoV2Backbone
+from aesvc_vpr.backbone.dinov2 import DinoV2Backbone
+from aesvc_vpr.backbone.dinov2_archs import MODELS
+from aesvc_vpr.backbone.weights import random_weights
+from aesvc_vpr.common.provenance import provenance
 from aesvc_vpr.config import BackboneConfig, DESCRIPTORS, RUNTIMES
-from aesvc_vpr.dinov2_models import MODELS
-from aesvc_vpr.imagefeed import read_rgb
-from aesvc_vpr.metrics import positives_within, recall_at_n, relevance
-from aesvc_vpr.prefix import l2_prefix
-from aesvc_vpr.provenance import provenance
-from aesvc_vpr.town import make_town
-from aesvc_vpr.weights import random_weights
+from aesvc_vpr.data.town import make_town
+from aesvc_vpr.data.town.views import town_calibration
+from aesvc_vpr.images.files import read_rgb
+from aesvc_vpr.index.prefix import l2_prefix
+from aesvc_vpr.index.ranking import positives_within, recall_at_n, relevance
 
 
 def main() -> None:
@@ -69,7 +70,8 @@ def main() -> None:
     for runtime in runtimes:
         backbone = DinoV2Backbone(BackboneConfig(model_name=args.model, runtime=runtime,
                                                  input_size=args.input_size,
-                                                 descriptor=args.descriptor), weights)
+                                                 descriptor=args.descriptor), weights,
+                                  town_calibration())
         start = time.perf_counter()
         db, q = backbone.embed(database), backbone.embed(queries)
         ms = (time.perf_counter() - start) * 1e3 / (len(database) + len(queries))

@@ -26,8 +26,8 @@ import time
 import faiss
 import numpy as np
 
-from aesvc_vpr.provenance import provenance
-from aesvc_vpr.search import PrefixIndex
+from aesvc_vpr.common.provenance import provenance
+from aesvc_vpr.index.prefix_index import PrefixIndex
 
 FULL_DIM = 768
 

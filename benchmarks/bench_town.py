@@ -23,11 +23,11 @@ import time
 import cv2
 import numpy as np
 
-from aesvc_vpr.patchgrid import PatchGridBackbone
-from aesvc_vpr.provenance import provenance
-from aesvc_vpr.town import appearance, make_town, routes
-from aesvc_vpr.town.layout import build_town, TownSpec
-from aesvc_vpr.town.render import Camera, render
+from aesvc_vpr.backbone.patchgrid import PatchGridBackbone
+from aesvc_vpr.common.provenance import provenance
+from aesvc_vpr.data.town import appearance, make_town, routes
+from aesvc_vpr.data.town.layout import build_town, TownSpec
+from aesvc_vpr.data.town.render import Camera, render
 
 
 def cpu_seconds() -> float:

@@ -12,7 +12,7 @@ from rosbags.rosbag2 import StoragePlugin, Writer
 from rosbags.typesys import get_typestore, Stores
 from rosbags.typesys.store import Typestore
 
-from aesvc_vpr.make_bag import encode_image
+from aesvc_vpr.bags.writer import encode_image
 
 ROS2 = get_typestore(Stores.ROS2_KILTED)
 ROS1 = get_typestore(Stores.ROS1_NOETIC)

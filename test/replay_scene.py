@@ -15,11 +15,11 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from aesvc_vpr.backbone.patchgrid import PatchGridBackbone
 from aesvc_vpr.cli import main as cli_main
-from aesvc_vpr.datasets import GeoImageSet, read_folder, write_folder_layout
-from aesvc_vpr.mapbuild import build_map
-from aesvc_vpr.mapdb import MapDatabase
-from aesvc_vpr.patchgrid import PatchGridBackbone
+from aesvc_vpr.data.datasets import GeoImageSet, read_folder, write_folder_layout
+from aesvc_vpr.retrieval.mapbuild import build_map
+from aesvc_vpr.retrieval.mapdb import MapDatabase
 
 ORIGIN = np.array([585_000.0, 4_477_000.0])   # Pittsburgh, zone 17T
 SIDE = 64

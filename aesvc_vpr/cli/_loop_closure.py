@@ -13,8 +13,8 @@ from typing import Sequence
 import numpy as np
 
 from aesvc_vpr.cli._backbone import backbone_config
+from aesvc_vpr.config import LoopClosureConfig
 from aesvc_vpr.errors import ConfigError
-from aesvc_vpr.loop_config import LoopClosureConfig
 
 
 def add_loop_arguments(parser: argparse.ArgumentParser) -> None:
@@ -50,35 +50,33 @@ def loop_config(pairs: Sequence[str]) -> LoopClosureConfig:
 
 def run_loop_closure(args: argparse.Namespace) -> int:
     """Embed the recording's images, run the detector, print and write the loop report."""
-    from aesvc_vpr.bag_loops import format_loop_table, loop_frames, write_loop_report
-    from aesvc_vpr.bag_queries import plan_queries
-    from aesvc_vpr.backbones import load_backbone
-    from aesvc_vpr.bagio import BagSet
-    from aesvc_vpr.cli.bag_eval import source_from_args
-    from aesvc_vpr.loop_eval import evaluate_loops
-    from aesvc_vpr.projector import Projector
+    from aesvc_vpr.bags.queries import plan_queries
+    from aesvc_vpr.bags.reader import BagSet
+    from aesvc_vpr.cli._source import source_from_args
+    from aesvc_vpr.evaluation.loop_eval import evaluate_loops
+    from aesvc_vpr.replay.loops import format_loop_table, loop_frames, write_loop_report
+    from aesvc_vpr.retrieval.encoder import Encoder
 
     cfg = loop_config(args.loop)
     source = source_from_args(args, '')
     with BagSet(source.bags) as bags:
         plan = plan_queries(bags, source)     # bad topics fail here, before a model loads
-        backbone = load_backbone(backbone_config(args, 'auto'))
-        projector = (Projector.load(args.head, backbone.name, backbone.dim) if args.head
-                     else None)
+        encoder = Encoder.load(backbone_config(args, 'auto'), args.head)
         # nested prefixes are a property of a trained head; raw output is searched whole
-        prefix_dim = projector.check_prefix(args.prefix_dim) if projector is not None else None
+        prefix_dim = (encoder.check_prefix(args.prefix_dim) if encoder.projector is not None
+                      else None)
 
         def embed(images: Sequence[np.ndarray]) -> np.ndarray:
-            raw = backbone.embed(images)
-            return projector.project(raw) if projector is not None else raw
+            return encoder.embed(images)[1]
 
         report = evaluate_loops(loop_frames(bags, plan, not args.no_odometry), cfg,
                                 radius_m=args.radius_m, prefix_dim=prefix_dim, embed=embed)
+    backbone = encoder.backbone
     parameters = {
         'mode': 'loop_closure (bag-eval)', 'bags': list(source.bags),
         'image_topic': plan.image_topic, 'pose_topic': plan.pose_topic,
         'backbone': backbone.name, 'backbone_fingerprint': backbone.fingerprint,
-        'head_fingerprint': projector.fingerprint if projector is not None else '',
+        'head_fingerprint': encoder.head_fingerprint,
         'prefix_dim': prefix_dim, 'radius_m': args.radius_m,
         'odometry': not args.no_odometry, 'loop_closure': dataclasses.asdict(cfg)}
     paths = write_loop_report(args.out, report, parameters)

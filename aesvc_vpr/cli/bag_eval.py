@@ -3,39 +3,15 @@
 from __future__ import annotations
 
 import argparse
-from typing import TYPE_CHECKING
 
 from aesvc_vpr.cli._backbone import add_backbone_arguments, backbone_config
 from aesvc_vpr.cli._loop_closure import add_loop_arguments, run_loop_closure
+from aesvc_vpr.cli._source import (add_source_arguments, list_topics, print_summary,
+                                   source_from_args)
 from aesvc_vpr.errors import ConfigError
-
-if TYPE_CHECKING:
-    from pathlib import Path
-
-    from aesvc_vpr.bag_queries import QueryPlan, QuerySource
 
 NAME = 'bag-eval'
 HELP = "localise a rosbag's images against a map offline; Recall@N, PR curve, latency"
-
-
-def add_source_arguments(parser: argparse.ArgumentParser) -> None:
-    """Add the flags that choose recording, topics and ground truth (shared with bag-play)."""
-    parser.add_argument('--bag', nargs='+', required=True,
-                        help='ROS 1 .bag files and/or rosbag2 directories, merged in time order')
-    parser.add_argument('--image-topic', default='',
-                        help='Image or CompressedImage topic (default: the only one)')
-    parser.add_argument('--pose-topic', default='',
-                        help='Odometry, PoseStamped, PoseWithCovarianceStamped or NavSatFix topic '
-                             'with ground truth in the map frame (default: the only one)')
-    parser.add_argument('--max-gap-s', type=float, default=0.1,
-                        help='poses bracketing an image may be at most this far apart; images '
-                             'without such a pair are counted and skipped')
-    parser.add_argument('--utm-zone', default='',
-                        help="zone NavSatFix fixes are projected into (default: the map's)")
-    parser.add_argument('--limit', type=int, default=0, help='only the first N images')
-    parser.add_argument('--list-topics', action='store_true',
-                        help='print the topics of the bags (types, counts) and exit')
-    parser.add_argument('--out', default='', help='report folder (required unless --list-topics)')
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -56,32 +32,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_loop_arguments(parser)
 
 
-def list_topics(bags: list[str]) -> int:
-    """Print every bag topic with its type and count."""
-    from aesvc_vpr.bagio import BagSet
-
-    with BagSet(bags) as opened:
-        print(opened.describe_topics())
-    return 0
-
-
-def source_from_args(args: argparse.Namespace, utm_zone: str) -> QuerySource:
-    """Build the QuerySource the flags describe; ``utm_zone`` applies without --utm-zone."""
-    from aesvc_vpr.bag_queries import QuerySource
-
-    if not args.out:
-        raise ConfigError('--out is required (the report folder)')
-    return QuerySource(tuple(args.bag), args.image_topic, args.pose_topic, args.max_gap_s,
-                       args.utm_zone or utm_zone, args.limit)
-
-
-def print_summary(table: str, plan: QueryPlan, paths: dict[str, Path]) -> None:
-    """Print a replay's table, its skipped-image count and the files written."""
-    print(table)
-    print(f'{plan.truth.skipped} of {plan.total} images had no ground truth and were skipped')
-    print('report: ' + ', '.join(str(p) for p in paths.values()))
-
-
 def run(args: argparse.Namespace) -> int:
     """Replay, score, print the table and write the report."""
     if args.list_topics:
@@ -90,13 +40,13 @@ def run(args: argparse.Namespace) -> int:
         return run_loop_closure(args)
     if not args.map:
         raise ConfigError('--map is required (a map directory from build-map)')
-    from aesvc_vpr.bag_queries import plan_queries
-    from aesvc_vpr.bag_replay import localizer_settings, replay_bag, replay_parameters
-    from aesvc_vpr.bagio import BagSet
+    from aesvc_vpr.bags.queries import plan_queries
+    from aesvc_vpr.bags.reader import BagSet
     from aesvc_vpr.config import MatchConfig, SearchConfig
-    from aesvc_vpr.localizer import Localizer
-    from aesvc_vpr.mapdb import MapDatabase
-    from aesvc_vpr.replay_report import format_table, report_replay
+    from aesvc_vpr.replay.offline import localizer_settings, replay_bag, replay_parameters
+    from aesvc_vpr.replay.report import format_table, report_replay
+    from aesvc_vpr.retrieval.localizer import Localizer
+    from aesvc_vpr.retrieval.mapdb import MapDatabase
 
     mapdb = MapDatabase.load(args.map)
     source = source_from_args(args, mapdb.utm_zone)

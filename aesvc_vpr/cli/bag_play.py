@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from aesvc_vpr.cli.bag_eval import (
-    add_source_arguments, list_topics, print_summary, source_from_args)
+from aesvc_vpr.cli.bag_eval import (add_source_arguments, list_topics, print_summary,
+                                    source_from_args)
 from aesvc_vpr.errors import ConfigError
 
 NAME = 'bag-play'
@@ -48,13 +48,12 @@ def run(args: argparse.Namespace) -> int:
         return list_topics(args.bag)
     if not args.map:
         raise ConfigError('--map is required (the map the node runs)')
-    from aesvc_vpr.bag_play import (
-        NodeProcess, PlayConfig, frames_from_outputs, node_params)
-    from aesvc_vpr.bag_queries import plan_queries, query_messages
-    from aesvc_vpr.bag_replay import replay_parameters
-    from aesvc_vpr.bagio import BagSet
-    from aesvc_vpr.mapdb import MapDatabase
-    from aesvc_vpr.replay_report import format_table, report_replay
+    from aesvc_vpr.bags.queries import plan_queries, query_messages
+    from aesvc_vpr.bags.reader import BagSet
+    from aesvc_vpr.replay.live import frames_from_outputs, node_params, NodeProcess, PlayConfig
+    from aesvc_vpr.replay.offline import replay_parameters
+    from aesvc_vpr.replay.report import format_table, report_replay
+    from aesvc_vpr.retrieval.mapdb import MapDatabase
     from aesvc_vpr.ros.bag_player import play_bag
 
     mapdb = MapDatabase.load(args.map)

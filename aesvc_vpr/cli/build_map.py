@@ -28,21 +28,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Build (or resume, or re-project) the map and print a one-line summary."""
-    from aesvc_vpr.backbones import load_backbone
     from aesvc_vpr.config import HeadConfig, TrainConfig
-    from aesvc_vpr.datasets import load_dataset
-    from aesvc_vpr.mapbuild import build_map
-    from aesvc_vpr.projector import Projector
+    from aesvc_vpr.data.datasets import load_dataset
+    from aesvc_vpr.retrieval.encoder import Encoder
+    from aesvc_vpr.retrieval.mapbuild import build_map
 
     dataset = load_dataset(args.dataset, args.image_root)
-    backbone = load_backbone(backbone_config(args))
-    projector = Projector.load(args.head, backbone.name, backbone.dim) if args.head else None
+    encoder = Encoder.load(backbone_config(args), args.head)
     train = None
     if args.train_head:
         train_cfg = TrainConfig() if args.epochs is None else TrainConfig(epochs=args.epochs)
         train = (HeadConfig(), train_cfg)
-    mapdb = build_map(dataset.database, args.map, backbone, batch_size=args.batch_size,
-                      chunk_size=args.chunk_size, projector=projector, train=train,
+    mapdb = build_map(dataset.database, args.map, encoder.backbone, batch_size=args.batch_size,
+                      chunk_size=args.chunk_size, projector=encoder.projector, train=train,
                       source=str(args.dataset))
     print(f'{mapdb.root}: {mapdb.count} entries ({len(mapdb.failed_images)} images failed), '
           f'{mapdb.backbone_name} raw {mapdb.raw.shape[1]}-d, embeddings '

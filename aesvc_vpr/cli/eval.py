@@ -34,12 +34,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Embed the queries, evaluate, and print the table."""
-    from aesvc_vpr.backbones import load_backbone
-    from aesvc_vpr.datasets import load_dataset
+    from aesvc_vpr.data.datasets import load_dataset
     from aesvc_vpr.errors import ConfigError
-    from aesvc_vpr.evaluate import evaluate_map, format_table, plot_recall, write_json
-    from aesvc_vpr.mapdb import MapDatabase
-    from aesvc_vpr.projector import Projector
+    from aesvc_vpr.evaluation.map_eval import evaluate_map, format_table, plot_recall, write_json
+    from aesvc_vpr.retrieval.encoder import Encoder
+    from aesvc_vpr.retrieval.mapdb import MapDatabase
 
     try:
         sizes = [int(s) for s in args.sizes.split(',') if s.strip()]
@@ -51,11 +50,10 @@ def run(args: argparse.Namespace) -> int:
         queries = queries.subset(range(min(args.limit, len(queries))))
     radius_m = args.radius_m if args.radius_m is not None else dataset.radius_m
     cfg = RecallConfig(radius_m=radius_m)
-    backbone = load_backbone(backbone_config(args))
-    mapdb = MapDatabase.load(args.map, backbone)
-    head = args.head or mapdb.head_file
-    projector = Projector.load(head, backbone.name, backbone.dim) if head else None
-    report = evaluate_map(mapdb, queries, backbone, projector, sizes, cfg, pca=not args.no_pca,
+    encoder = Encoder.load(backbone_config(args))
+    mapdb = MapDatabase.load(args.map, encoder.backbone)
+    encoder = encoder.with_head(args.head or mapdb.head_file)
+    report = evaluate_map(mapdb, queries, encoder, sizes, cfg, pca=not args.no_pca,
                           batch_size=args.batch_size)
     report['dataset'] = str(args.dataset)
     print(format_table(report))

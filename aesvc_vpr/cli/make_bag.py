@@ -33,8 +33,9 @@ def run(args: argparse.Namespace) -> int:
     """Write the bag; prints where it went and what is in it."""
     from tqdm import tqdm
 
-    from aesvc_vpr.datasets import load_dataset
-    from aesvc_vpr.make_bag import BagLayout, frames_from_set, write_query_bag
+    from aesvc_vpr.bags.writer import BagLayout, write_query_bag
+    from aesvc_vpr.data.bag_frames import frames_from_set
+    from aesvc_vpr.data.datasets import load_dataset
 
     dataset = load_dataset(args.dataset, args.image_root)
     images = getattr(dataset, args.split)

@@ -33,7 +33,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Generate the town; prints where everything went."""
-    from aesvc_vpr.town import make_town
+    from aesvc_vpr.data.town import make_town
 
     town = make_town(args.out, n_db=args.db, n_query=args.queries, size=args.size,
                      difficulty=args.difficulty, seed=args.seed,

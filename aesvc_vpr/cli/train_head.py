@@ -56,7 +56,7 @@ def run(args: argparse.Namespace) -> int:
     import numpy as np
 
     from aesvc_vpr.errors import ConfigError, DatasetError
-    from aesvc_vpr.train import train_head
+    from aesvc_vpr.head.training import train_head
 
     head_cfg = HeadConfig(
         **{f.name: getattr(args, f.name) for f in dataclasses.fields(HeadConfig)})
@@ -64,7 +64,7 @@ def run(args: argparse.Namespace) -> int:
         **{f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)})
     source = Path(args.embeddings)
     if source.is_dir():
-        from aesvc_vpr.mapdb import MapDatabase
+        from aesvc_vpr.retrieval.mapdb import MapDatabase
         mapdb = MapDatabase.load(source)
         raw, backbone = mapdb.raw, mapdb.backbone_name
         if args.backbone and args.backbone != backbone:
@@ -80,7 +80,7 @@ def run(args: argparse.Namespace) -> int:
             raise DatasetError(f'{source}: cannot read embeddings as .npy ({err})') from err
         backbone = args.backbone
     path = train_head(raw, backbone, head_cfg, train_cfg, args.out, not args.no_progress)
-    from aesvc_vpr.projector import Projector
+    from aesvc_vpr.head.projector import Projector
     projector = Projector.load(path)
     print(f'{path}: {backbone} {projector.input_dim}-d -> {projector.output_dim}-d, prefixes '
           f'{list(projector.prefix_sizes)}, trained on {raw.shape[0]} embeddings, sha256 '

@@ -1,5 +1,9 @@
-"""The ROS 2 shell around the core: parameters, message building, diagnostics and the node.
+"""The ROS 2 shell around the core: the lifecycle node, its modes, parameters and outputs.
 
-Only ``node`` (and what it imports at run time) needs rclpy; ``params`` and ``diagnostics`` load
+With the CLI, the only layer that imports rclpy. ``params``, ``worker`` and ``diagnostics`` load
 without ROS so unit tests and docs can use them.
 """
+
+from aesvc_vpr.common.lazy import lazy_exports
+
+__all__, __getattr__ = lazy_exports(__name__, {'VprNode': 'node', 'main': 'node'})

@@ -27,10 +27,11 @@ from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import Float32MultiArray, Header
 from tqdm import tqdm
 
-from aesvc_vpr.bag_play import NodeOutput, NodeProcess, PlayConfig, PlayLog
-from aesvc_vpr.bagio import BagMessage
+from aesvc_vpr.bags.groundtruth import quaternion_yaw
+from aesvc_vpr.bags.reader import BagMessage
+from aesvc_vpr.common import stamps
 from aesvc_vpr.errors import VprError
-from aesvc_vpr.groundtruth import quaternion_yaw
+from aesvc_vpr.replay.live import NodeOutput, NodeProcess, PlayConfig, PlayLog
 
 log = logging.getLogger(__name__)
 
@@ -74,7 +75,7 @@ class BagPlayer(Node):
     def _pair(self) -> None:
         while self._poses and self._scores:
             poses, (scores, received_s) = self._poses.popleft(), self._scores.popleft()
-            stamp_ns = poses.header.stamp.sec * 1_000_000_000 + poses.header.stamp.nanosec
+            stamp_ns = stamps.stamp_ns(poses)
             if len(poses.poses) != len(scores.data):
                 self.get_logger().warning(
                     f'stamp {stamp_ns}: {len(poses.poses)} candidates but {len(scores.data)} '
@@ -110,7 +111,7 @@ class BagPlayer(Node):
 
 def to_ros_image(msg: Any, stamp_ns: int) -> Image | CompressedImage:
     """Copy a rosbags Image/CompressedImage into the rclpy message, header stamp ``stamp_ns``."""
-    sec, nanosec = divmod(int(stamp_ns), 1_000_000_000)
+    sec, nanosec = stamps.sec_nanosec(stamp_ns)
     header = Header(stamp=Time(sec=sec, nanosec=nanosec), frame_id=msg.header.frame_id)
     data = np.asarray(msg.data, np.uint8).tobytes()
     if hasattr(msg, 'format'):

@@ -23,7 +23,7 @@ import numpy as np
 from std_msgs.msg import ColorRGBA, Float32MultiArray, Header, MultiArrayDimension
 from visualization_msgs.msg import Marker, MarkerArray
 
-from aesvc_vpr.localizer import Localization, Match
+from aesvc_vpr.retrieval.localizer import Localization, Match
 
 SCORE_FLOOR = 0.05          # scores below this are treated as this when scaling sigmas
 YAW_SIGMA_RAD = math.pi / 8  # yaw sigma of a score-1 match

@@ -1,9 +1,10 @@
 """vpr_node: a lifecycle node that turns camera images into place matches in a geotagged map.
 
-configure loads backbone, head and map (slow, timed); activate subscribes to ``image`` and
-``image/compressed``; deactivate and cleanup release them. With ``autostart`` (the default) the
-node walks through configure and activate itself. Frames go to a one-slot worker thread (newest
-wins); the core (``Localizer``) does all the work and ``Outputs`` publishes the results.
+configure builds the mode object (``modes.py``: localisation or loop closure), which loads
+backbone, head and map (slow, timed); activate subscribes to ``image`` and ``image/compressed``;
+deactivate and cleanup release them. With ``autostart`` (the default) the node walks through
+configure and activate itself. Frames go to a one-slot worker thread (newest wins), are decoded
+here and handed to the mode, which runs the core and publishes the results.
 See docs/node.md for topics, parameters, QoS and the covariance mapping.
 """
 
@@ -26,20 +27,18 @@ from rclpy.parameter import Parameter
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CompressedImage, Image
 
-from aesvc_vpr.errors import ConfigError, VprError
-from aesvc_vpr.localizer import Localizer
-from aesvc_vpr.msg_image import message_to_rgb, stamp_ns
+from aesvc_vpr.common.stamps import stamp_ns
+from aesvc_vpr.errors import VprError
+from aesvc_vpr.images.messages import message_to_rgb
 from aesvc_vpr.ros import messages
 from aesvc_vpr.ros.diagnostics import NodeStats
-from aesvc_vpr.ros.loop_closure_mode import LoopClosureMode
-from aesvc_vpr.ros.outputs import Outputs
+from aesvc_vpr.ros.modes import make_mode, NodeMode
 from aesvc_vpr.ros.params import (descriptors, NodeSettings, PARAMS, settings_from_values,
                                   with_value)
 from aesvc_vpr.ros.worker import LatestFrameWorker
 
 NODE_NAME = 'vpr_node'
 DIAGNOSTICS_PERIOD_S = 1.0
-PLACES_PERIOD_S = 5.0        # re-send the map's place markers for RViz windows opened later
 THROTTLE_S = 5.0             # per-frame warnings at most this often
 
 
@@ -74,15 +73,12 @@ class VprNode(LifecycleNode):
         self.declare_parameters('', descriptors())
         self.settings: NodeSettings = settings_from_values(
             {p.name: self.get_parameter(p.name).value for p in PARAMS})
-        self.localizer: Localizer | None = None
-        self.loop_mode: LoopClosureMode | None = None     # mode loop_closure instead
+        self.mode: NodeMode | None = None      # built at configure, released at cleanup
         self.stats = NodeStats()
-        self._outputs: Outputs | None = None
         self._worker: LatestFrameWorker | None = None
         self._subscriptions: list[Any] = []
         self._configure_error = ''
         self._last_bad_frames = 0
-        self._last_places_s = 0.0
         self.add_on_set_parameters_callback(self._on_set_parameters)
         self._diagnostics = self.create_publisher(DiagnosticArray, '/diagnostics', 10)
         self.create_timer(DIAGNOSTICS_PERIOD_S, self._on_timer)
@@ -100,23 +96,12 @@ class VprNode(LifecycleNode):
     # lifecycle transitions -------------------------------------------------------------------
 
     def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
-        """Load backbone, head and map (slow); FAILURE with a one-line reason if any fails."""
+        """Build the configured mode (loads backbone, head, map: slow); FAILURE with a reason."""
         s = self.settings
         start = time.perf_counter()
         try:
-            if s.node.mode == 'loop_closure':
-                self.loop_mode = LoopClosureMode(self, s)
-                self._configure_error = ''
-                self.get_logger().info(
-                    f'configured loop closure in {time.perf_counter() - start:.1f} s: '
-                    f'{self.loop_mode.detector.keyframes.count} keyframes loaded')
-                return super().on_configure(state)
-            if not s.node.map_path:
-                raise ConfigError('map_path is empty: set it to a map directory built by '
-                                  '`aesvc-vpr build-map`')
             share_cores(s.node.workers)
-            self.localizer = Localizer.from_config(s.backbone, s.node.head_path, s.node.map_path,
-                                                   s.search, s.match)
+            self.mode = make_mode(self, s)
         except (VprError, OSError) as err:
             self._configure_error = str(err)
             self.get_logger().error(f'configure failed: {err}')
@@ -126,13 +111,9 @@ class VprNode(LifecycleNode):
             self.get_logger().error(f'configure failed: {self._configure_error}\n'
                                     f'{traceback.format_exc()}')
             return TransitionCallbackReturn.FAILURE
-        loc = self.localizer
         self._configure_error = ''
-        self._outputs = Outputs(self, loc.mapdb, s.node.map_frame)
-        self.get_logger().info(
-            f'configured in {time.perf_counter() - start:.1f} s: backbone {loc.backbone.name} '
-            f'on {loc.backbone.device} ({s.backbone.runtime}), map {loc.mapdb.root} with '
-            f'{loc.mapdb.count} places, prefix {loc.prefix_dim}, mode {s.node.mode}')
+        self.get_logger().info(f'configured in {time.perf_counter() - start:.1f} s: '
+                               f'{self.mode.summary()}')
         return super().on_configure(state)
 
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
@@ -150,11 +131,9 @@ class VprNode(LifecycleNode):
             self.create_subscription(CompressedImage, 'image/compressed', self._on_image, qos,
                                      event_callbacks=events),
         ]
-        if self.loop_mode is not None:
-            self.loop_mode.activate()
         result = super().on_activate(state)
-        if self._outputs is not None:
-            self._outputs.publish_places()
+        if self.mode is not None:
+            self.mode.activate()
         self.get_logger().info(f'active: listening on {self._subscriptions[0].topic_name} and '
                                f'{self._subscriptions[1].topic_name} '
                                f'({self.settings.node.image_reliability})')
@@ -179,8 +158,8 @@ class VprNode(LifecycleNode):
         for sub in self._subscriptions:
             self.destroy_subscription(sub)
         self._subscriptions = []
-        if self.loop_mode is not None:
-            self.loop_mode.deactivate()
+        if self.mode is not None:
+            self.mode.deactivate()
         if self._worker is not None:
             self._worker.stop()
             self._worker = None
@@ -188,13 +167,9 @@ class VprNode(LifecycleNode):
     def release(self) -> None:
         """Stop input and drop publishers and the loaded model and map (cleanup, shutdown)."""
         self._stop_input()
-        if self._outputs is not None:
-            self._outputs.destroy()
-            self._outputs = None
-        self.localizer = None
-        if self.loop_mode is not None:
-            self.loop_mode.destroy()     # saves the keyframe map to map_path
-            self.loop_mode = None
+        if self.mode is not None:
+            self.mode.release()          # loop closure saves its keyframe map here
+            self.mode = None
 
     # frames ----------------------------------------------------------------------------------
 
@@ -214,14 +189,11 @@ class VprNode(LifecycleNode):
             self.get_logger().warning(f'bad frame skipped: {err}',
                                       throttle_duration_sec=THROTTLE_S)
             return
-        image_ns, localizer = stamp_ns(msg), self.localizer
-        if self.loop_mode is not None:
-            self.loop_mode.handle(rgb, msg.header.stamp)
-        elif localizer is not None:
-            loc = localizer.localize(rgb, image_ns)
-            self._outputs.publish(loc, msg.header.stamp, localizer.match_cfg)
-        else:
+        mode = self.mode
+        if mode is None:
             return
+        mode.handle(rgb, msg.header.stamp)
+        image_ns = stamp_ns(msg)
         # an unstamped image (stamp 0) has no meaningful stamp -> publish latency
         latency_s = (self.get_clock().now().nanoseconds - image_ns) * 1e-9 if image_ns else None
         self.stats.on_processed(time.monotonic_ns(), latency_s, time.perf_counter() - start)
@@ -241,36 +213,23 @@ class VprNode(LifecycleNode):
             settings = self.settings
             for p in params:
                 settings = with_value(settings, p.name, p.value)
-            localizer = self.localizer
-            if localizer is not None:
-                if settings.search.prefix_dim != localizer.prefix_dim:
-                    localizer.set_prefix_dim(settings.search.prefix_dim)
-                localizer.match_cfg = settings.match
-            if self.loop_mode is not None:
-                self.loop_mode.reconfigure(settings)
+            if self.mode is not None:
+                self.mode.reconfigure(settings)
         except VprError as err:
             return SetParametersResult(successful=False, reason=str(err))
         self.settings = settings
         return SetParametersResult(successful=True)
 
     def _on_timer(self) -> None:
-        now = time.monotonic()
-        if self._outputs is not None and self.state == 'active' and \
-                now - self._last_places_s >= PLACES_PERIOD_S:
-            self._outputs.publish_places()
-            self._last_places_s = now
+        if self.mode is not None and self.state == 'active':
+            self.mode.tick()
         self._diagnostics.publish(self._diagnostics_msg())
 
     def _diagnostics_msg(self) -> DiagnosticArray:
         values: dict[str, object] = {'state': self.state, 'mode': self.settings.node.mode}
         values.update(self.stats.snapshot(time.monotonic_ns()))
-        loc = self.localizer
-        if loc is not None:
-            values.update({'map_size': loc.mapdb.count, 'prefix_dim': loc.prefix_dim,
-                           'backbone': loc.backbone.name, 'device': loc.backbone.device,
-                           'runtime': self.settings.backbone.runtime})
-        if self.loop_mode is not None:
-            values.update(self.loop_mode.diagnostics())
+        if self.mode is not None:
+            values.update(self.mode.diagnostics())
         new_bad = self.stats.bad_frames - self._last_bad_frames
         self._last_bad_frames = self.stats.bad_frames
         if self._configure_error:

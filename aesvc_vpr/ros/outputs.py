@@ -9,8 +9,8 @@ from std_msgs.msg import Float32MultiArray
 from visualization_msgs.msg import MarkerArray
 
 from aesvc_vpr.config import MatchConfig
-from aesvc_vpr.localizer import Localization
-from aesvc_vpr.mapdb import MapDatabase
+from aesvc_vpr.retrieval.localizer import Localization
+from aesvc_vpr.retrieval.mapdb import MapDatabase
 from aesvc_vpr.ros import messages
 
 DEPTH = 10

@@ -13,10 +13,9 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any, Mapping
 
-from aesvc_vpr.config import BackboneConfig, MatchConfig, RUNTIMES, SearchConfig
+from aesvc_vpr.config import BackboneConfig, LoopClosureConfig, MatchConfig, RUNTIMES, SearchConfig
 from aesvc_vpr.errors import ConfigError
-from aesvc_vpr.loop_config import LoopClosureConfig
-from aesvc_vpr.msg_image import DEFAULT_MAX_PIXELS
+from aesvc_vpr.images.messages import DEFAULT_MAX_PIXELS
 
 MODES = ('localization', 'loop_closure')   # loop_closure: docs/loop_closure.md
 RELIABILITIES = ('reliable', 'best_effort')

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from aesvc_vpr.geometric import GeometricVerifier, make_thumbnail
-from aesvc_vpr.imagefeed import read_rgb
-from aesvc_vpr.loop_config import LoopClosureConfig
+from aesvc_vpr.config import LoopClosureConfig
+from aesvc_vpr.images.files import read_rgb
+from aesvc_vpr.loop.geometric import GeometricVerifier, make_thumbnail
 
 
 @pytest.mark.parametrize('method', ['orb', 'sift'])

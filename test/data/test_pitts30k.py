@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from aesvc_vpr.datasets import load_dataset, read_dbstruct
-from aesvc_vpr.metrics import positives_within
+from aesvc_vpr.data.datasets import load_dataset, read_dbstruct
+from aesvc_vpr.index.ranking import positives_within
 
 SPEC = 'pitts30k_test_spec'
 MAT = 'pitts30k_test.DERIVED_from_patchnetvlad.mat'

@@ -14,9 +14,9 @@ import pytest
 from rosbags.highlevel import AnyReader
 from scipy.spatial.transform import Rotation
 
-from aesvc_vpr.bag_queries import plan_queries, QuerySource
-from aesvc_vpr.bagio import BagSet
-from aesvc_vpr.msg_image import message_to_rgb
+from aesvc_vpr.bags.queries import plan_queries, QuerySource
+from aesvc_vpr.bags.reader import BagSet
+from aesvc_vpr.images.messages import message_to_rgb
 
 IMAGES = '/camera/fisheye1/image_raw'
 ODOM = '/camera/odom/sample'

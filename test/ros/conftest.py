@@ -19,8 +19,8 @@ import rclpy  # noqa: E402  (after ROS_DOMAIN_ID is set)
 
 from ros_harness import Harness, PLACES  # noqa: E402
 
-from aesvc_vpr.mapdb import MapDatabase  # noqa: E402
-from aesvc_vpr.patchgrid import PatchGridBackbone  # noqa: E402
+from aesvc_vpr.backbone.patchgrid import PatchGridBackbone  # noqa: E402
+from aesvc_vpr.retrieval.mapdb import MapDatabase  # noqa: E402
 
 
 @pytest.fixture

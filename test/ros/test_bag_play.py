@@ -9,16 +9,17 @@ import numpy as np
 import pytest
 from replay_scene import make_scene
 
-from aesvc_vpr.bag_play import frames_from_outputs, node_params, NodeProcess, PlayConfig
-from aesvc_vpr.bag_queries import plan_queries, query_messages, QuerySource
-from aesvc_vpr.bag_replay import replay_bag
-from aesvc_vpr.bagio import BagSet
+from aesvc_vpr.backbone.patchgrid import PatchGridBackbone
+from aesvc_vpr.bags.queries import plan_queries, query_messages, QuerySource
+from aesvc_vpr.bags.reader import BagSet
+from aesvc_vpr.bags.writer import BagFrame, BagLayout, write_query_bag
 from aesvc_vpr.cli import main as cli_main
 from aesvc_vpr.config import MatchConfig, SearchConfig
-from aesvc_vpr.localizer import Localizer
-from aesvc_vpr.make_bag import BagFrame, BagLayout, write_query_bag
-from aesvc_vpr.patchgrid import PatchGridBackbone
-from aesvc_vpr.replay_report import score_replay
+from aesvc_vpr.replay.live import frames_from_outputs, node_params, NodeProcess, PlayConfig
+from aesvc_vpr.replay.offline import replay_bag
+from aesvc_vpr.replay.report import score_replay
+from aesvc_vpr.retrieval.encoder import Encoder
+from aesvc_vpr.retrieval.localizer import Localizer
 from aesvc_vpr.ros.bag_player import play_bag
 
 TOP_K = 20
@@ -26,7 +27,7 @@ PREFIX = 64
 
 
 def _offline(mapdb, bag):
-    localizer = Localizer(PatchGridBackbone(), None, mapdb, SearchConfig(prefix_dim=PREFIX),
+    localizer = Localizer(Encoder(PatchGridBackbone()), mapdb, SearchConfig(prefix_dim=PREFIX),
                           MatchConfig(top_k=TOP_K))
     with BagSet([bag]) as bags:
         plan = plan_queries(bags, QuerySource((str(bag),)))
@@ -81,7 +82,7 @@ def test_bag_play_cli_talks_to_a_running_node(harness, small_map, tmp_path, caps
     assert report['dropped_frames'] == 0 and report['parameters']['spawned'] is False
     assert report['parameters']['image_type'] == 'sensor_msgs/msg/CompressedImage'
     # the harness node runs top_k 5 at prefix 64: compare with the core at the same settings
-    localizer = Localizer(PatchGridBackbone(), None, small_map, SearchConfig(prefix_dim=64),
+    localizer = Localizer(Encoder(PatchGridBackbone()), small_map, SearchConfig(prefix_dim=64),
                           MatchConfig(top_k=5))
     with BagSet([bag]) as bags:
         plan = plan_queries(bags, QuerySource((str(bag),)))

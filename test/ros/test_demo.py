@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from aesvc_vpr.demo import DemoConfig, run_demo
+from aesvc_vpr.cli.demo import DemoConfig, run_demo
 
 PNG_MAGIC = b'\x89PNG\r\n\x1a\n'
 

@@ -22,8 +22,8 @@ from ros_harness import Harness, image_msg, TIMEOUT_S
 from std_msgs.msg import Float64MultiArray
 from std_srvs.srv import Trigger
 
-from aesvc_vpr.mapdb import MapDatabase
-from aesvc_vpr.synthetic_route import Route, town_loop_route
+from aesvc_vpr.data.synthetic_route import Route, town_loop_route
+from aesvc_vpr.retrieval.mapdb import MapDatabase
 
 RADIUS_M = 10.0
 LIO_SAM_TOPIC = '/lio_loop/loop_closure_detection'
@@ -69,7 +69,7 @@ class LoopListener:
         """Publish odometry then image per frame, waiting until the node has processed each."""
         h = self.h
         h.wait_for(lambda: self.odom_pub.get_subscription_count() >= 1, 'odom subscription')
-        detector = h.node.loop_mode.detector
+        detector = h.node.mode.detector
         for i in frames:
             sec, nanosec = divmod(int(route.stamps_ns[i]), 1_000_000_000)
             accepted = detector.counters['odom_accepted']
@@ -121,7 +121,7 @@ def test_looping_drive_closes_loops_and_saves_its_map(lio_context, route: Route,
     h, listener = start(lio_context, map_root)
     try:
         listener.drive(route, range(len(route)))
-        loops = h.node.loop_mode.detector.counters['loops']
+        loops = h.node.mode.detector.counters['loops']
         h.wait_for(lambda: len(listener.got['closure']) == loops
                    and len(listener.got['stamps']) == loops
                    and len(listener.got['pose']) == loops, 'all loop-closure messages')
@@ -157,7 +157,7 @@ def test_looping_drive_closes_loops_and_saves_its_map(lio_context, route: Route,
 
         response = call_save_map(h)
         assert response.success and 'saved' in response.message
-        keyframes = h.node.loop_mode.detector.keyframes.count
+        keyframes = h.node.mode.detector.keyframes.count
         assert MapDatabase.load(map_root).count == keyframes
     finally:
         h.close()          # shutdown saves again
@@ -165,7 +165,7 @@ def test_looping_drive_closes_loops_and_saves_its_map(lio_context, route: Route,
     # a second session loads the map and closes loops against the first at once
     h, listener = start(lio_context, map_root)
     try:
-        assert h.node.loop_mode.detector.keyframes.n_prior == keyframes
+        assert h.node.mode.detector.keyframes.n_prior == keyframes
         later = Route(route.stamps_ns + 10**13, route.poses, images=route.images)
         listener.drive(later, range(10))
         h.wait_for(lambda: listener.got['closure'], 'a loop closure against the first session')

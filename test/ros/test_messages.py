@@ -7,7 +7,7 @@ import math
 from builtin_interfaces.msg import Time
 import numpy as np
 
-from aesvc_vpr.localizer import Localization, Match
+from aesvc_vpr.retrieval.localizer import Localization, Match
 from aesvc_vpr.ros import messages
 
 STAMP = Time(sec=12, nanosec=34)

@@ -52,7 +52,7 @@ def test_prefix_dim_changes_at_run_time_and_invalid_values_are_refused(harness, 
     result = h.set_param('search.prefix_dim', 32)
     assert result.successful, result.reason
     h.wait_for(lambda: h.diagnostic_values().get('prefix_dim') == '32', 'diagnostics prefix 32')
-    assert h.node.localizer.prefix_dim == 32
+    assert h.node.mode.localizer.prefix_dim == 32
     # larger than the 384-d raw embeddings of a head-less map: refused by the core
     refused = h.set_param('search.prefix_dim', 500)
     assert not refused.successful and 'outside 1..384' in refused.reason
@@ -60,7 +60,7 @@ def test_prefix_dim_changes_at_run_time_and_invalid_values_are_refused(harness, 
     assert not h.set_param('search.prefix_dim', 0).successful
     assert not h.set_param('backbone.model_name', 'other').successful   # read-only
     assert h.node.get_parameter('search.prefix_dim').value == 32
-    assert h.node.localizer.prefix_dim == 32
+    assert h.node.mode.localizer.prefix_dim == 32
     h.image_pub.publish(image_msg(place_image(6), 300))
     candidates, scores = h.wait_result(300)
     assert_best_is(h, small_map, candidates, scores, 6)
@@ -105,7 +105,7 @@ def test_deactivate_and_cleanup_release_input_and_map(harness) -> None:
     assert node.state == 'inactive'
     h.wait_for(lambda: h.image_pub.get_subscription_count() == 0, 'unsubscribed')
     assert node.trigger_cleanup() == TransitionCallbackReturn.SUCCESS
-    assert node.state == 'unconfigured' and node.localizer is None
+    assert node.state == 'unconfigured' and node.mode is None
     assert node.autostart() and node.state == 'active'
     h.wait_subscribed()
 

@@ -15,7 +15,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from aesvc_vpr.dinov2_models import Dinov2Arch
+from aesvc_vpr.backbone.dinov2_archs import Dinov2Arch
 
 WIDTH, DEPTH, HEADS, NATIVE = 48, 2, 3, 518
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from aesvc_vpr.config import HeadConfig, TrainConfig
-from aesvc_vpr.synthetic_embeddings import generate, SyntheticConfig
+from aesvc_vpr.data.synthetic_embeddings import generate, SyntheticConfig
 
 TINY_DIM = 24
 TINY_HEAD = HeadConfig(latent_dim=16, hidden_dim=0, prefix_sizes=(4, 8, 16))
@@ -31,7 +31,7 @@ def tiny_raw(rows: int = 160, seed: int = 0) -> np.ndarray:
 
 def tiny_head_file(folder: Path, name: str = 'head.safetensors') -> tuple[Path, np.ndarray]:
     """Train a tiny head (a second or two) and write it; returns (path, training array)."""
-    from aesvc_vpr.train import train_head
+    from aesvc_vpr.head.training import train_head
     raw = tiny_raw()
     return train_head(raw, BACKBONE, TINY_HEAD, TINY_TRAIN, folder / name, progress=False), raw
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from aesvc_vpr.datasets import GeoImageSet
+from aesvc_vpr.data.datasets import GeoImageSet
 
 ZONE = '17T'
 ORIGIN = np.array([584500.0, 4476900.0])

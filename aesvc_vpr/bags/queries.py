@@ -1,0 +1,154 @@
+"""The query stream of a recording: which image messages get scored, and where each was taken.
+
+Both replay modes read a bag the same way: a first pass collects the pose track and every image
+stamp (so ground truth can be interpolated between poses on both sides of an image), and a second
+pass streams the image messages themselves. Images without ground truth are counted, explained
+and skipped here, once, for both modes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+import logging
+from typing import Iterator
+
+import numpy as np
+from tqdm import tqdm
+
+from aesvc_vpr.bags.groundtruth import (GroundTruth, interpolate_poses, PoseTrack,
+                                        track_from_messages)
+from aesvc_vpr.bags.reader import BagMessage, BagSet, IMAGE_TYPES, POSE_TYPES
+from aesvc_vpr.errors import BagError, ImageError
+from aesvc_vpr.images.messages import message_to_rgb
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class QuerySource:
+    """Which recording and topics to replay, and how strict the ground truth is."""
+
+    bags: tuple[str, ...]
+    image_topic: str = ''        # '' picks the only Image/CompressedImage topic
+    pose_topic: str = ''         # '' picks the only Odometry/PoseStamped/... topic
+    max_gap_s: float = 0.1       # poses bracketing an image may be at most this far apart
+    utm_zone: str = ''           # zone NavSatFix fixes are projected into ('' first fix's)
+    limit: int = 0               # replay only the first N images (0: all)
+
+    def __post_init__(self) -> None:
+        """Normalise the bag paths and refuse a non-positive gap or a negative limit."""
+        object.__setattr__(self, 'bags', tuple(str(b) for b in self.bags))
+        if self.max_gap_s <= 0:
+            raise BagError(f'max_gap_s must be > 0, got {self.max_gap_s}')
+        if self.limit < 0:
+            raise BagError(f'limit must be >= 0, got {self.limit}')
+
+
+@dataclass(frozen=True)
+class QueryPlan:
+    """Every image message of the chosen topic (in bag order) with its ground truth."""
+
+    image_topic: str
+    image_type: str
+    pose_topic: str
+    pose_type: str
+    track: PoseTrack
+    truth: GroundTruth       # one row per image message, bag order
+
+    @property
+    def total(self) -> int:
+        """Image messages read."""
+        return len(self.truth.stamps_ns)
+
+    @property
+    def scored(self) -> int:
+        """Images with ground truth (the ones that are localised and scored)."""
+        return int(self.truth.valid.sum())
+
+
+def plan_queries(bags: BagSet, source: QuerySource) -> QueryPlan:
+    """First pass: choose the topics, build the pose track and ground truth at image stamps.
+
+    Raises:
+        BagError: a topic is missing or ambiguous, there are no images, or no image has ground
+            truth (the message gives both time ranges, which usually shows a clock mismatch).
+    """
+    image = bags.select_topic(source.image_topic, IMAGE_TYPES, 'image')
+    pose = bags.select_topic(source.pose_topic, POSE_TYPES, 'pose')
+    stamps: list[int] = []
+    pose_msgs: list[BagMessage] = []
+    wanted = image.count if not source.limit else min(source.limit, image.count)
+    bar = tqdm(total=image.count + pose.count, desc='reading bag', unit='msg', leave=False)
+    with bar:
+        for msg in bags.messages([image.name, pose.name]):
+            bar.update()
+            if msg.topic == pose.name:
+                pose_msgs.append(msg)
+            elif len(stamps) < wanted:
+                stamps.append(msg.stamp_ns)
+    if not stamps:
+        raise BagError(f'image topic {image.name} has no messages')
+    track = track_from_messages(pose_msgs, source.utm_zone)
+    truth = interpolate_poses(track, np.asarray(stamps, np.int64), source.max_gap_s)
+    plan = QueryPlan(image.name, image.msgtype, pose.name, pose.msgtype, track, truth)
+    _report_skipped(plan, source.max_gap_s)
+    return plan
+
+
+def query_messages(bags: BagSet, plan: QueryPlan) -> Iterator[tuple[int, BagMessage]]:
+    """Second pass: (row in plan.truth, image message) for every image, in bag order.
+
+    The caller decides what to do with rows without ground truth (mode 1 skips them; mode 2
+    still publishes them, as the robot would, and does not score them).
+    """
+    for row, msg in enumerate(bags.messages([plan.image_topic])):
+        if row >= plan.total:
+            return
+        yield row, msg
+
+
+def scored_images(bags: BagSet, plan: QueryPlan) -> Iterator[tuple[int, BagMessage, np.ndarray]]:
+    """Yield the images with ground truth, decoded: (row in plan.truth, message, RGB).
+
+    An image that cannot be decoded is logged and skipped, so it stays unanswered (a miss), as
+    the node would count it as a bad frame.
+    """
+    bad = 0
+    for row, msg in query_messages(bags, plan):
+        if not plan.truth.valid[row]:
+            continue
+        try:
+            rgb = message_to_rgb(msg.msg)
+        except ImageError as err:
+            bad += 1
+            log.warning('%s image at stamp %d ns skipped: %s', plan.image_topic, msg.stamp_ns,
+                        err)
+            continue
+        yield row, msg, rgb
+    if bad:
+        log.warning('%d images on %s could not be decoded; they count as misses', bad,
+                    plan.image_topic)
+
+
+def _report_skipped(plan: QueryPlan, max_gap_s: float) -> None:
+    skipped = plan.truth.skipped
+    if not skipped:
+        log.info('%d images, all with ground truth from %s', plan.total, plan.pose_topic)
+        return
+    stamps, track = plan.truth.stamps_ns[~plan.truth.valid], plan.track.stamps_ns
+    before = int((stamps < track[0]).sum())
+    after = int((stamps > track[-1]).sum())
+    detail = (f'{before} before the first pose, {after} after the last, '
+              f'{skipped - before - after} in gaps longer than {max_gap_s} s')
+    if skipped == plan.total:
+        raise BagError(
+            f'none of the {plan.total} images on {plan.image_topic} has ground truth from '
+            f'{plan.pose_topic} ({detail}); image stamps span {_span(plan.truth.stamps_ns)}, '
+            f'poses span {_span(track)}: check that both topics use the same clock, or raise '
+            '--max-gap-s')
+    log.warning('%d of %d images have no ground truth within %s s and are skipped (%s)',
+                skipped, plan.total, max_gap_s, detail)
+
+
+def _span(stamps_ns: np.ndarray) -> str:
+    return f'{stamps_ns.min() / 1e9:.3f}..{stamps_ns.max() / 1e9:.3f} s'

@@ -1,0 +1,58 @@
+"""Flags and helpers choosing a recording, its topics and ground truth (bag-eval, bag-play)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from aesvc_vpr.errors import ConfigError
+
+if TYPE_CHECKING:
+    from aesvc_vpr.bags.queries import QueryPlan, QuerySource
+
+
+def add_source_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the flags that choose recording, topics and ground truth (shared with bag-play)."""
+    parser.add_argument('--bag', nargs='+', required=True,
+                        help='ROS 1 .bag files and/or rosbag2 directories, merged in time order')
+    parser.add_argument('--image-topic', default='',
+                        help='Image or CompressedImage topic (default: the only one)')
+    parser.add_argument('--pose-topic', default='',
+                        help='Odometry, PoseStamped, PoseWithCovarianceStamped or NavSatFix topic '
+                             'with ground truth in the map frame (default: the only one)')
+    parser.add_argument('--max-gap-s', type=float, default=0.1,
+                        help='poses bracketing an image may be at most this far apart; images '
+                             'without such a pair are counted and skipped')
+    parser.add_argument('--utm-zone', default='',
+                        help="zone NavSatFix fixes are projected into (default: the map's)")
+    parser.add_argument('--limit', type=int, default=0, help='only the first N images')
+    parser.add_argument('--list-topics', action='store_true',
+                        help='print the topics of the bags (types, counts) and exit')
+    parser.add_argument('--out', default='', help='report folder (required unless --list-topics)')
+
+
+def list_topics(bags: list[str]) -> int:
+    """Print every bag topic with its type and count."""
+    from aesvc_vpr.bags.reader import BagSet
+
+    with BagSet(bags) as opened:
+        print(opened.describe_topics())
+    return 0
+
+
+def source_from_args(args: argparse.Namespace, utm_zone: str) -> QuerySource:
+    """Build the QuerySource the flags describe; ``utm_zone`` applies without --utm-zone."""
+    from aesvc_vpr.bags.queries import QuerySource
+
+    if not args.out:
+        raise ConfigError('--out is required (the report folder)')
+    return QuerySource(tuple(args.bag), args.image_topic, args.pose_topic, args.max_gap_s,
+                       args.utm_zone or utm_zone, args.limit)
+
+
+def print_summary(table: str, plan: QueryPlan, paths: dict[str, Path]) -> None:
+    """Print a replay's table, its skipped-image count and the files written."""
+    print(table)
+    print(f'{plan.truth.skipped} of {plan.total} images had no ground truth and were skipped')
+    print('report: ' + ', '.join(str(p) for p in paths.values()))

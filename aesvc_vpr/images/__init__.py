@@ -1,0 +1,13 @@
+"""Images in: files and ROS image messages become validated (H, W, 3) uint8 RGB arrays.
+
+Raises only ImageError.
+"""
+
+from aesvc_vpr.common.lazy import lazy_exports
+
+__all__, __getattr__ = lazy_exports(__name__, {
+    'as_rgb_uint8': 'rgb', 'read_rgb': 'files', 'image_files': 'files',
+    'IMAGE_SUFFIXES': 'files', 'decoded_batches': 'files', 'DecodedBatch': 'files',
+    'Failure': 'files', 'log_failures': 'files', 'message_to_rgb': 'messages',
+    'DEFAULT_MAX_PIXELS': 'messages',
+})

@@ -1,0 +1,127 @@
+"""Images decoded in a background thread, so the backbone never waits for the disk or the codec.
+
+Undecodable images are reported as failures with their row and reason, never dropped silently.
+OpenCV releases the GIL while it reads and decodes, so one decoding thread overlaps the
+backbone's forward pass.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+import logging
+from pathlib import Path
+import queue
+import threading
+from typing import Iterable, Iterator, Sequence
+
+import cv2
+import numpy as np
+
+from aesvc_vpr.errors import ImageError
+from aesvc_vpr.images.rgb import as_rgb_uint8
+
+log = logging.getLogger(__name__)
+
+PREFETCH_BATCHES = 4
+IMAGE_SUFFIXES = ('.jpg', '.jpeg', '.png', '.bmp', '.ppm', '.webp')
+
+
+@dataclass(frozen=True)
+class Failure:
+    """An image that could not be used."""
+
+    row: int
+    path: str
+    reason: str
+
+    def as_dict(self) -> dict[str, object]:
+        """JSON-able record, as kept in map.json."""
+        return {'row': self.row, 'path': self.path, 'reason': self.reason}
+
+
+@dataclass(frozen=True)
+class DecodedBatch:
+    """One group of rows: the images that decoded (in row order) and those that did not."""
+
+    rows: np.ndarray               # (B,) int64 rows of ``images``
+    images: list[np.ndarray]       # (H, W, 3) uint8 RGB
+    failures: list[Failure]
+
+
+def image_files(folder: Path) -> list[Path]:
+    """Return the image files under ``folder``, recursively, in sorted path order."""
+    return sorted(p for p in folder.rglob('*')
+                  if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+
+
+def read_rgb(path: str) -> np.ndarray:
+    """Read an image file as (H, W, 3) uint8 RGB.
+
+    Raises:
+        ImageError: missing, unreadable or undecodable file.
+    """
+    bgr = cv2.imread(path, cv2.IMREAD_COLOR)
+    if bgr is None:
+        raise ImageError(f'{path}: cannot read or decode the image')
+    return as_rgb_uint8(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
+
+
+def decoded_batches(paths: Sequence[str], groups: Iterable[Sequence[int]],
+                    prefetch: int = PREFETCH_BATCHES) -> Iterator[DecodedBatch]:
+    """Decode ``paths`` group by group in a background thread, ``prefetch`` groups ahead.
+
+    Args:
+        paths: image files.
+        groups: row groups (e.g. batches) in the order they are wanted.
+        prefetch: groups decoded ahead of the consumer.
+
+    Yields:
+        one DecodedBatch per group, in order.
+    """
+    done = object()
+    out: queue.Queue = queue.Queue(maxsize=prefetch)
+    stop = threading.Event()
+
+    def produce() -> None:
+        try:
+            for group in groups:
+                if stop.is_set():
+                    return
+                out.put(_decode(paths, group))
+        except BaseException as err:     # noqa: B902 - handed to the consumer, re-raised there
+            out.put(err)
+        out.put(done)
+
+    thread = threading.Thread(target=produce, name='image-decoder', daemon=True)
+    thread.start()
+    try:
+        while (item := out.get()) is not done:
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        while thread.is_alive():       # unblock a producer stuck on a full queue
+            try:
+                out.get(timeout=0.1)
+            except queue.Empty:
+                pass
+
+
+def log_failures(failures: Sequence[Failure], what: str) -> None:
+    """One warning line per run with the count and the first few failures."""
+    if failures:
+        shown = '; '.join(f'{f.path}: {f.reason}' for f in failures[:3])
+        log.warning('%s: skipped %d undecodable image(s): %s%s', what, len(failures), shown,
+                    ' ...' if len(failures) > 3 else '')
+
+
+def _decode(paths: Sequence[str], group: Sequence[int]) -> DecodedBatch:
+    rows, images, failures = [], [], []
+    for row in group:
+        try:
+            images.append(read_rgb(paths[row]))
+            rows.append(row)
+        except ImageError as err:
+            failures.append(Failure(int(row), paths[row], str(err)))
+    return DecodedBatch(np.asarray(rows, np.int64), images, failures)

@@ -1,0 +1,146 @@
+"""The ROS-free localisation core: image -> backbone -> head -> prefix search in the map -> poses.
+
+The node, bag replay and loop closure all call this, so their results agree.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+import logging
+import time
+from typing import Sequence
+
+import numpy as np
+
+from aesvc_vpr.backbone.protocol import Backbone
+from aesvc_vpr.config import BackboneConfig, MatchConfig, SearchConfig
+from aesvc_vpr.errors import MapError
+from aesvc_vpr.head.projector import Projector
+from aesvc_vpr.index.prefix_index import PrefixIndex
+from aesvc_vpr.retrieval.encoder import Encoder
+from aesvc_vpr.retrieval.mapdb import MapDatabase
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Match:
+    """One retrieved map entry: its row, cosine score and pose (UTM metres, ENU yaw rad)."""
+
+    index: int
+    score: float
+    easting: float
+    northing: float
+    yaw: float
+
+
+@dataclass(frozen=True)
+class Localization:
+    """The matches for one image, best first, with the time each stage took."""
+
+    stamp_ns: int
+    matches: list[Match]
+    embed_s: float
+    search_s: float
+
+    @property
+    def compute_s(self) -> float:
+        """Embedding plus search time in seconds."""
+        return self.embed_s + self.search_s
+
+
+class Localizer:
+    """Embeds images and searches them in a map at a switchable prefix size."""
+
+    def __init__(self, encoder: Encoder, mapdb: MapDatabase, search_cfg: SearchConfig,
+                 match_cfg: MatchConfig) -> None:
+        """Check that backbone, head and map belong together and index the map.
+
+        Raises:
+            MapError: the map was built with another backbone or head, or the prefix is
+                larger than its embeddings; HeadError: outside the head's trained range.
+        """
+        mapdb.check_backbone(encoder.backbone)
+        mapdb.check_head(encoder.projector)
+        self.encoder = encoder
+        self.mapdb = mapdb
+        self.search_cfg = search_cfg
+        self.match_cfg = match_cfg
+        self._index = self._build_index(search_cfg.prefix_dim)
+
+    @classmethod
+    def from_config(cls, backbone_cfg: BackboneConfig, head_path: str, map_path: str,
+                    search_cfg: SearchConfig, match_cfg: MatchConfig) -> Localizer:
+        """Load backbone, head and map from files.
+
+        Args:
+            head_path: head file; '' uses the head stored in the map directory, if any.
+
+        Raises:
+            BackboneError, HeadError, MapError: whichever part does not load or fit.
+        """
+        encoder = Encoder.load(backbone_cfg)
+        mapdb = MapDatabase.load(map_path, encoder.backbone)
+        return cls(encoder.with_head(head_path or mapdb.head_file), mapdb, search_cfg, match_cfg)
+
+    @property
+    def backbone(self) -> Backbone:
+        """The image encoder."""
+        return self.encoder.backbone
+
+    @property
+    def projector(self) -> Projector | None:
+        """The head, None when raw embeddings are searched."""
+        return self.encoder.projector
+
+    @property
+    def prefix_dim(self) -> int:
+        """The prefix size currently searched."""
+        return self._index.prefix_dim
+
+    def set_prefix_dim(self, dim: int) -> None:
+        """Search a different prefix size from now on (re-indexes the stored embeddings).
+
+        Raises:
+            MapError: dim outside 1..embedding size (the head's policy applies with a head).
+        """
+        index = self._build_index(dim)
+        self._index = index      # one assignment: a concurrent search sees the old or new index
+        self.search_cfg = replace(self.search_cfg, prefix_dim=dim)
+        log.info('searching prefix %d (%d entries, index %.1f MiB)', dim, index.count,
+                 index.nbytes / 2**20)
+
+    def embed(self, images: Sequence[np.ndarray]) -> np.ndarray:
+        """Full-size embeddings of RGB images: (N, E) float32, E the head's output size."""
+        return self.encoder.embed(images)[1]
+
+    def search(self, full_embeddings: np.ndarray, stamps_ns: Sequence[int]) -> list[Localization]:
+        """Search embeddings from ``embed``; each result gets an equal share of the search time.
+
+        Args:
+            full_embeddings: (M, E) from ``embed``.
+            stamps_ns: M image stamps.
+        """
+        if len(full_embeddings) != len(stamps_ns):
+            raise MapError(f'{len(full_embeddings)} embeddings but {len(stamps_ns)} stamps')
+        start = time.perf_counter()
+        scores, indices = self._index.search(full_embeddings, self.match_cfg.top_k)
+        share = (time.perf_counter() - start) / max(1, len(stamps_ns))
+        utm, yaw = self.mapdb.utm, self.mapdb.yaw
+        return [Localization(int(stamp), [
+            Match(int(i), float(s), float(utm[i, 0]), float(utm[i, 1]), float(yaw[i]))
+            for s, i in zip(row_scores, row_indices) if i >= 0], 0.0, share)
+            for stamp, row_scores, row_indices in zip(stamps_ns, scores, indices)]
+
+    def localize(self, image_rgb: np.ndarray, stamp_ns: int) -> Localization:
+        """Embed one (H, W, 3) uint8 RGB image and return its top-k map matches."""
+        start = time.perf_counter()
+        full = self.embed([image_rgb])
+        embed_s = time.perf_counter() - start
+        result = self.search(full, [stamp_ns])[0]
+        return Localization(result.stamp_ns, result.matches, embed_s, result.search_s)
+
+    def _build_index(self, dim: int) -> PrefixIndex:
+        self.encoder.check_prefix(dim)
+        return PrefixIndex(self.mapdb.embeddings, dim, self.search_cfg.index_type,
+                           self.search_cfg.threads)
