@@ -17,9 +17,6 @@ import torch.nn.functional as F
 from aesvc_vpr.config import TrainConfig
 from aesvc_vpr.errors import HeadError
 
-MASKED_LOGIT = -1e4   # logit given to self-pairs: exp() underflows to exactly 0 in float32
-
-
 def reconstruction_loss(x: torch.Tensor, x_rec: torch.Tensor) -> torch.Tensor:
     """Mean squared error between (B, D) inputs and their reconstructions."""
     return F.mse_loss(x_rec, x)
@@ -66,27 +63,30 @@ def aesvc_losses(x: torch.Tensor, z: torch.Tensor, x_rec: torch.Tensor,
 
 
 def similarity_log_probs(embeddings: torch.Tensor, tau: float) -> torch.Tensor:
-    """Row log-softmax of the (B, B) cosine-similarity matrix / tau, self-pairs excluded.
+    """Row log-softmax of the cosine-similarity matrix / tau, self-pairs left out.
 
     Self-similarity is 1 for every row whatever the embedding, so at tau = 0.1 it would take
-    almost all of each row's mass and hide the structure being distilled. It is masked with a
-    large finite logit rather than -inf, so its probability is exactly 0 and no inf - inf appears.
+    almost all of each row's mass and hide the structure being distilled. The diagonal is
+    removed rather than masked with a large negative logit: a finite mask is not negligible
+    at small tau (cos / tau reaches 1e4 at tau = 1e-4), and -inf gives inf - inf in the KL.
 
     Args:
         embeddings: (B, d) rows, not necessarily normalised; B >= 2.
         tau: softmax temperature.
 
     Returns:
-        (B, B) log-probabilities; each row's off-diagonal probabilities sum to 1.
+        (B, B - 1) log-probabilities over the other rows; each row's probabilities sum to 1.
     """
     unit = F.normalize(embeddings, dim=1)
     logits = unit @ unit.T / tau
-    eye = torch.eye(logits.shape[0], dtype=torch.bool, device=logits.device)
-    return F.log_softmax(logits.masked_fill(eye, MASKED_LOGIT), dim=1)
+    count = logits.shape[0]
+    # (B, B) -> (B, B - 1): drop the diagonal, keep every row's other entries in order
+    off_diagonal = logits.flatten()[1:].view(count - 1, count + 1)[:, :-1].reshape(count, -1)
+    return F.log_softmax(off_diagonal, dim=1)
 
 
 def kl_rows(log_p: torch.Tensor, log_q: torch.Tensor) -> torch.Tensor:
-    """Mean over rows of KL(p_row || q_row) for (B, B) log-probability matrices."""
+    """Mean over rows of KL(p_row || q_row) for (B, K) log-probability matrices."""
     return F.kl_div(log_q, log_p, reduction='sum', log_target=True) / log_p.shape[0]
 
 

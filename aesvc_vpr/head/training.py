@@ -31,7 +31,7 @@ from aesvc_vpr.head.networks import AESVCAutoencoder, resolve_hidden_dim, Shortc
 
 log = logging.getLogger(__name__)
 
-STANDARDISE_ROWS = 4096   # rows used for the data-dependent output initialisation
+STANDARDISE_ROWS = 4096   # rows sampled for the data-dependent output initialisation
 LossFn = Callable[..., dict[str, torch.Tensor]]
 
 
@@ -137,16 +137,22 @@ def _fit(module: nn.Module, loss_fn: LossFn, train: Sequence[torch.Tensor],
 @torch.no_grad()
 def validation_loss(module: nn.Module, loss_fn: LossFn, tensors: Sequence[torch.Tensor],
                     batch: int) -> dict[str, float]:
-    """Loss terms averaged over fixed-order batches (the last one may be smaller, >= 2 rows)."""
+    """Loss terms over fixed-order batches of ``batch`` to ``2 * batch - 1`` rows, row-weighted.
+
+    The covariance and similarity terms are batch statistics, so a short remainder batch (two
+    rows: an unbiased covariance divided by n - 1 = 1) would weigh as much as a full one; the
+    rows are split into nearly equal batches instead, none smaller than the training batch.
+    """
     module.eval()
     count = tensors[0].shape[0]
-    starts = [s for s in range(0, count, batch) if count - s >= 2]
+    parts = np.array_split(np.arange(count), max(1, count // batch))
     sums: dict[str, float] = {}
-    for start in starts:
-        terms = loss_fn(module, *(t[start:start + batch] for t in tensors))
+    for rows in parts:
+        chunk = torch.from_numpy(rows)
+        terms = loss_fn(module, *(t[chunk] for t in tensors))
         for key, value in terms.items():
-            sums[key] = sums.get(key, 0.0) + float(value)
-    return {key: value / len(starts) for key, value in sums.items()}
+            sums[key] = sums.get(key, 0.0) + float(value) * len(rows)
+    return {key: value / count for key, value in sums.items()}
 
 
 def prepare(raw: np.ndarray, cfg: TrainConfig, stats: Standardisation | None = None
@@ -187,6 +193,18 @@ def fit_autoencoder(x: torch.Tensor, train_rows: torch.Tensor, val_rows: torch.T
     return autoencoder, terms, epochs
 
 
+def sample_rows(x: torch.Tensor, count: int = STANDARDISE_ROWS, seed: int = 0) -> torch.Tensor:
+    """Up to ``count`` rows of ``x`` drawn at random (seeded), in their original order.
+
+    Map rows come in route order, so the first rows are one part of town: statistics taken on
+    them would be geographically biased.
+    """
+    if len(x) <= count:
+        return x
+    rows = np.sort(np.random.default_rng(seed).choice(len(x), count, replace=False))
+    return x[torch.from_numpy(rows)]
+
+
 @torch.no_grad()
 def recentre(autoencoder: AESVCAutoencoder, x: torch.Tensor) -> None:
     """Shift the latent to zero mean on ``x`` and fold the shift into the decoder.
@@ -196,7 +214,7 @@ def recentre(autoencoder: AESVCAutoencoder, x: torch.Tensor) -> None:
     mean term alone pulls the latent mean back only slowly while the weights move fast, so
     without this step the mean cosine stays far from 0 within the epoch budget.
     """
-    shift = autoencoder.encoder(x[:STANDARDISE_ROWS]).mean(dim=0)
+    shift = autoencoder.encoder(sample_rows(x)).mean(dim=0)
     first = autoencoder.decoder[0]
     first.bias.add_(first.weight @ shift)
     autoencoder.encoder[-1].bias.sub_(shift)
@@ -274,7 +292,7 @@ def standardise_output(net: nn.Sequential, x: torch.Tensor) -> None:
     A data-dependent initialisation: the latent starts centred and unit-variance, so the
     mean and variance terms hold it there instead of spending the first epochs getting there.
     """
-    y = net(x[:STANDARDISE_ROWS])
+    y = net(sample_rows(x))
     mean, std = y.mean(dim=0), y.std(dim=0).clamp_min(1e-6)
     last = net[-1]
     last.weight.div_(std[:, None])

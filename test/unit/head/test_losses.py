@@ -151,3 +151,13 @@ def test_gradients_flow_to_the_right_parameters():
     ss2d_losses(teacher, student(x), cfg.prefix_sizes, TrainConfig())['total'].backward()
     assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in student.parameters())
     assert all(p.grad is None for p in ae.parameters())
+
+
+def test_self_pairs_are_left_out_exactly_even_at_a_tiny_tau():
+    gen = torch.Generator().manual_seed(5)
+    teacher, student = torch.randn(8, 4, generator=gen), torch.randn(8, 4, generator=gen)
+    log_p = similarity_log_probs(teacher, 1e-4)
+    assert log_p.shape == (8, 7) and torch.isfinite(log_p).all()
+    assert torch.allclose(log_p.exp().sum(dim=1), torch.ones(8))
+    kl = similarity_kl(teacher, student, 1e-4)
+    assert torch.isfinite(kl) and float(kl) > 0

@@ -20,7 +20,8 @@ from aesvc_vpr.errors import HeadError
 from aesvc_vpr.head.baselines import AesvcEncoder, PCA, StudentProjection, Truncation
 from aesvc_vpr.head.headfile import load_head, Standardisation
 from aesvc_vpr.head.quality import cosine_stats, prefix_recall
-from aesvc_vpr.head.training import fit, fit_head, new_student, recentre, split_indices, train_head
+from aesvc_vpr.head.training import (fit, fit_head, new_student, recentre, sample_rows,
+                                     split_indices, train_head, validation_loss)
 from aesvc_vpr.index.ranking import positives_within
 
 
@@ -161,3 +162,26 @@ def test_aesvc_beats_raw_and_ss2d_beats_truncation_and_pca(trained_small):
     for size in (16, 32):
         baseline = max(r1(raw, size), r1(pca, size))
         assert r1(ss2d, size) >= baseline + 0.08, size
+
+
+def test_validation_never_uses_a_batch_shorter_than_the_training_batch():
+    seen: list[int] = []
+
+    def loss(module, x):
+        seen.append(len(x))
+        return {'total': x.var(dim=0, unbiased=True).mean()}
+
+    rows = torch.randn(2 * 8 + 2, 3)        # two full batches and a 2-row remainder
+    terms = validation_loss(torch.nn.Identity(), loss, (rows,), 8)
+    assert seen and min(seen) >= 8 and sum(seen) == len(rows)
+    expected = sum(len(c) * float(c.var(dim=0, unbiased=True).mean())
+                   for c in torch.tensor_split(rows, len(seen))) / len(rows)
+    assert terms['total'] == pytest.approx(expected)
+
+
+def test_statistics_for_the_output_initialisation_are_a_random_sample():
+    x = torch.arange(10000, dtype=torch.float32)[:, None]
+    sample = sample_rows(x, 100)
+    assert len(sample) == 100 and float(sample.max()) > 5000, 'not just the first rows'
+    assert torch.equal(sample, sample_rows(x, 100)), 'seeded'
+    assert torch.equal(sample_rows(x[:50], 100), x[:50])
