@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from aesvc_vpr.config import TrainConfig
 from aesvc_vpr.errors import HeadError
 
+
 def reconstruction_loss(x: torch.Tensor, x_rec: torch.Tensor) -> torch.Tensor:
     """Mean squared error between (B, D) inputs and their reconstructions."""
     return F.mse_loss(x_rec, x)
