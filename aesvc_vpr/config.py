@@ -60,15 +60,18 @@ class HeadConfig:
     latent_dim: int = 256
     hidden_dim: int = 0            # 0: halfway between input and latent sizes
     prefix_sizes: tuple[int, ...] = DEFAULT_PREFIX_SIZES
-    shortcut: int = 0              # 1: encoder and student add a linear input->output path
+    # 1: encoder and student are a linear map plus an MLP residual (the whitening start needs it)
+    shortcut: int = 1
+    decoder_shortcut: int = 1      # 1: the decoder too (head files before format 2 have 0)
 
     def __post_init__(self) -> None:
         """Validate, so that dataclasses.replace re-checks every change."""
         sizes = tuple(self.prefix_sizes)
         if self.latent_dim < 1:
             raise ConfigError(f'head.latent_dim must be >= 1, got {self.latent_dim}')
-        if self.shortcut not in (0, 1):
-            raise ConfigError(f'head.shortcut must be 0 or 1, got {self.shortcut}')
+        if self.shortcut not in (0, 1) or self.decoder_shortcut not in (0, 1):
+            raise ConfigError('head.shortcut and head.decoder_shortcut must be 0 or 1, got '
+                              f'{self.shortcut}, {self.decoder_shortcut}')
         if not sizes or list(sizes) != sorted(set(sizes)) or sizes[0] < 1:
             raise ConfigError(f'head.prefix_sizes must be increasing positive sizes, got {sizes}')
         if sizes[-1] > self.latent_dim:
@@ -79,21 +82,30 @@ class HeadConfig:
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """Loss weights and optimisation settings; the [U] items of PAPER.md are options here."""
+    """Loss weights and optimisation settings; the [U] items of PAPER.md are options here.
 
-    w_rec: float = 25.0
+    docs/head.md ("Training") explains each choice and what it was measured against.
+    """
+
+    w_rec: float = 25.0            # the AE-SVC loss weights (PAPER.md)
     w_cov: float = 1.0
     w_var: float = 15.0
     w_mean: float = 1.0
     tau: float = 0.1
-    tau_size_exponent: float = 0.0  # prefix d distils at tau * (d_teacher / d) ** this
+    tau_size_exponent: float = 0.5  # prefix d distils at tau * (d_teacher / d) ** this
     size_weights: tuple[float, ...] = ()   # one per prefix size; empty means equal weights
-    epochs: int = 60
+    epochs: int = 40               # student epochs at most
+    teacher_epochs: int = 30       # teacher epochs at most (0: the closed-form start)
     batch_size: int = 256
-    lr: float = 1e-3
-    weight_decay: float = 1e-5
-    val_fraction: float = 0.1
-    patience: int = 8              # epochs without validation improvement before stopping
+    lr: float = 1e-3               # student residual
+    linear_lr: float = 1e-4        # student linear path (starts as the whitening)
+    teacher_lr: float = 1e-4
+    weight_decay: float = 0.0
+    val_fraction: float = 0.2      # map rows held out to choose epochs
+    patience: int = 10             # epochs without a better held-out score before stopping
+    shrink_rank: int = 64          # output scale sqrt(lam / (lam + lam_rank)); 0: full whitening
+    whiten_folds: int = 5          # folds of the held-out variance of each whitened axis
+    refit: int = 1                 # 1: retrain on all rows with the chosen epochs
     seed: int = 0
     threads: int = 1               # torch CPU threads while training; 0 keeps torch's default
 
@@ -108,11 +120,17 @@ class TrainConfig:
             raise ConfigError(f'train.val_fraction must be in (0, 0.5), got {self.val_fraction}')
         if self.threads < 0:
             raise ConfigError(f'train.threads must be >= 0, got {self.threads}')
-        if self.epochs < 1 or self.batch_size < 2 or self.patience < 1:
-            raise ConfigError('train.epochs >= 1, train.batch_size >= 2 and train.patience >= 1 '
-                              'are required')
-        if min(self.w_rec, self.w_cov, self.w_var, self.w_mean) < 0 or self.lr <= 0:
-            raise ConfigError('train loss weights must be >= 0 and train.lr > 0')
+        if self.epochs < 0 or self.teacher_epochs < 0 or self.batch_size < 2 or \
+                self.patience < 1:
+            raise ConfigError('train.epochs >= 0, train.teacher_epochs >= 0, train.batch_size '
+                              '>= 2 and train.patience >= 1 are required')
+        if min(self.w_rec, self.w_cov, self.w_var, self.w_mean, self.weight_decay) < 0 or \
+                min(self.lr, self.linear_lr, self.teacher_lr) <= 0:
+            raise ConfigError('train loss weights and weight_decay must be >= 0 and the '
+                              'learning rates > 0')
+        if self.shrink_rank < 0 or self.whiten_folds < 0 or self.refit not in (0, 1):
+            raise ConfigError('train.shrink_rank >= 0, train.whiten_folds >= 0 and train.refit '
+                              '0 or 1 are required')
         object.__setattr__(self, 'size_weights', tuple(float(w) for w in self.size_weights))
 
 

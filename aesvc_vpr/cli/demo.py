@@ -39,9 +39,9 @@ class DemoConfig:
     size: int = 224
     difficulty: float = 0.5
     seed: int = 0
-    dims: tuple[int, ...] = (16, 32, 64)
+    dims: tuple[int, ...] = (16, 32, 64, 128)
     rate: float = 2.0              # bag playback speed for the live node
-    epochs: int = 60
+    epochs: int = 40               # head student epochs at most
     model_name: str = 'auto'
 
 
@@ -67,8 +67,7 @@ def run_demo(cfg: DemoConfig) -> dict[str, Any]:
     encoder = Encoder.load(BackboneConfig(model_name=cfg.model_name))
     backbone = encoder.backbone
     t0 = time.perf_counter()
-    train = (HeadConfig(shortcut=1), TrainConfig(tau_size_exponent=0.5, epochs=cfg.epochs,
-                                                 seed=cfg.seed))
+    train = (HeadConfig(), TrainConfig(epochs=cfg.epochs, seed=cfg.seed))
     mapdb = build_map(town.database, out / 'map', backbone, train=train, source=str(town.root))
     stages['map_and_head_s'] = time.perf_counter() - t0
 
@@ -105,17 +104,20 @@ def run_demo(cfg: DemoConfig) -> dict[str, Any]:
 
 def _offline_scores(mapdb: Any, queries: Any, encoder: Any,
                     dims: Sequence[int]) -> dict[str, Any]:
-    """Recall of raw, AE-SVC and (SS)2D embeddings, and the search speed of a small prefix."""
+    """Recall of raw, PCA, PCA-whitening, AE-SVC and (SS)2D embeddings, and search speed."""
     from aesvc_vpr.backbone.feed import embed_paths
     from aesvc_vpr.evaluation.map_eval import evaluate_representations, write_json
-    from aesvc_vpr.head.baselines import AesvcEncoder
+    from aesvc_vpr.head.baselines import AesvcEncoder, PCA
 
     projector = encoder.projector
     aesvc = AesvcEncoder(projector.head.meta.standardisation, projector.head.autoencoder)
     query_raw, rows, _ = embed_paths(encoder.backbone, queries.paths, 8, 'queries', True)
     database_raw = mapdb.raw.astype(np.float32)
+    pca, pcaw = PCA.fit(database_raw), PCA.fit(database_raw, whiten=True)
     representations = {
         'raw': (database_raw, query_raw),
+        'pca': (pca.project(database_raw), pca.project(query_raw)),
+        'pcaw': (pcaw.project(database_raw), pcaw.project(query_raw)),
         'aesvc': (aesvc.project(database_raw), aesvc.project(query_raw)),
         'ss2d': (mapdb.embeddings, projector.project(query_raw)),
     }
@@ -182,10 +184,11 @@ def format_summary(summary: dict[str, Any]) -> str:
     lines = [f'backbone: {summary["backbone_note"]}',
              f'town: {summary["town"]["database"]} map images, {summary["town"]["queries"]} '
              f'queries; chance Recall@1 {100 * summary["chance_recall_at_1"]:.1f}%', '',
-             f'{"method":<8}{"dim":>6}{"R@1":>8}{"R@5":>8}']
+             f'{"method":<8}{"dim":>6}{"R@1":>8}{"R@5":>8}{"mean cos":>10}{"Var*d":>8}']
     for row in offline['rows']:
         lines.append(f'{row["method"]:<8}{row["dim"]:>6}{100 * row["recall"]["1"]:>8.1f}'
-                     f'{100 * row["recall"]["5"]:>8.1f}')
+                     f'{100 * row["recall"]["5"]:>8.1f}{row["mean_cos"]:>10.3f}'
+                     f'{row["var_cos_d"]:>8.2f}')
     speed = offline['search_speed']
     lines += ['', f'search, one query: prefix {speed["small_dim"]} {speed["small_ms"]:.3f} ms vs '
                   f'full {speed["full_dim"]} {speed["full_ms"]:.3f} ms '

@@ -25,7 +25,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--radius-m', type=float, default=None,
                         help="positives radius (default: the dataset's, else "
                         f'{defaults.radius_m})')
-    parser.add_argument('--no-pca', action='store_true', help='skip the PCA baseline rows')
+    parser.add_argument('--no-pca', action='store_true',
+                        help='skip the PCA and PCA-whitening rows')
     parser.add_argument('--limit', type=int, default=0, help='use only the first N queries')
     parser.add_argument('--json', default='eval.json', help='report file (default %(default)s)')
     parser.add_argument('--plot', default='eval.png', help='plot file (default %(default)s)')

@@ -66,7 +66,7 @@ def run(args: argparse.Namespace) -> int:
     if source.is_dir():
         from aesvc_vpr.retrieval.mapdb import MapDatabase
         mapdb = MapDatabase.load(source)
-        raw, backbone = mapdb.raw, mapdb.backbone_name
+        raw, backbone, utm = mapdb.raw, mapdb.backbone_name, mapdb.utm
         if args.backbone and args.backbone != backbone:
             raise ConfigError(f'--backbone {args.backbone!r} but map {source} was built with '
                               f'{backbone!r}; drop --backbone or use a matching map')
@@ -78,8 +78,8 @@ def run(args: argparse.Namespace) -> int:
             raw = np.load(source, allow_pickle=False)
         except (OSError, ValueError) as err:
             raise DatasetError(f'{source}: cannot read embeddings as .npy ({err})') from err
-        backbone = args.backbone
-    path = train_head(raw, backbone, head_cfg, train_cfg, args.out, not args.no_progress)
+        backbone, utm = args.backbone, None
+    path = train_head(raw, backbone, head_cfg, train_cfg, args.out, not args.no_progress, utm)
     from aesvc_vpr.head.projector import Projector
     projector = Projector.load(path)
     print(f'{path}: {backbone} {projector.input_dim}-d -> {projector.output_dim}-d, prefixes '

@@ -21,7 +21,8 @@ from aesvc_vpr.common.fileio import atomic_write
 from aesvc_vpr.config import RecallConfig
 from aesvc_vpr.data.datasets import GeoImageSet
 from aesvc_vpr.errors import EvaluationError
-from aesvc_vpr.head.baselines import PCA
+from aesvc_vpr.head.baselines import AesvcEncoder, PCA
+from aesvc_vpr.head.quality import cosine_stats
 from aesvc_vpr.index.prefix_index import PrefixIndex
 from aesvc_vpr.index.ranking import map_at_k, positives_within, recall_at_n, relevance
 from aesvc_vpr.retrieval.encoder import Encoder
@@ -34,10 +35,12 @@ log = logging.getLogger(__name__)
 class EvalRow:
     """Scores of one representation at one size."""
 
-    method: str                  # 'head', 'raw' (truncated raw backbone) or 'pca'
+    method: str                  # 'head', 'aesvc', 'raw', 'pca' or 'pcaw'
     dim: int
     recall: dict[int, float]     # {N: Recall@N}
     map_at_k: float
+    mean_cos: float = 0.0        # over random pairs of database prefixes: near 0 when centred
+    var_cos_d: float = 0.0       # their variance times the size: near 1 when whitened
 
 
 def evaluate_method(method: str, database: np.ndarray, queries: np.ndarray,
@@ -60,8 +63,10 @@ def evaluate_method(method: str, database: np.ndarray, queries: np.ndarray,
     for dim in sorted(d for d in set(dims) if d <= database.shape[1]):
         _, ranked = PrefixIndex(database, dim, index_type).search(queries, k)
         relevant = relevance(ranked, positives)
+        mean_cos, var_cos = cosine_stats(database[:, :dim])
         rows.append(EvalRow(method, dim, recall_at_n(relevant, cfg.recall_at),
-                            map_at_k(relevant, num_positives, cfg.map_at)))
+                            map_at_k(relevant, num_positives, cfg.map_at), mean_cos,
+                            var_cos * dim))
         log.info('%s @%d: Recall@%d %.4f, mAP@%d %.4f', method, dim, cfg.recall_at[0],
                  rows[-1].recall[cfg.recall_at[0]], cfg.map_at, rows[-1].map_at_k)
     return rows
@@ -106,7 +111,10 @@ def evaluate_representations(database_utm: np.ndarray, query_utm: np.ndarray,
 def evaluate_map(mapdb: MapDatabase, queries: GeoImageSet, encoder: Encoder,
                  dims: Sequence[int], cfg: RecallConfig, pca: bool = True, batch_size: int = 8,
                  progress: bool = True) -> dict[str, Any]:
-    """Embed the query images and evaluate the map: head, raw-backbone and PCA rows.
+    """Embed the query images and evaluate the map: head, teacher, raw, PCA and PCA-whitening.
+
+    The teacher row (``aesvc``) is the head's AE-SVC latent used directly; the PCA rows are
+    fitted on the map's raw embeddings (no labels, like the head).
 
     Queries that fail to decode are left out and counted in ``queries_failed``.
 
@@ -127,10 +135,14 @@ def evaluate_map(mapdb: MapDatabase, queries: GeoImageSet, encoder: Encoder,
     representations = {}
     if encoder.projector is not None:
         representations['head'] = (mapdb.embeddings, encoder.project(raw))
+        head = encoder.projector.head
+        teacher = AesvcEncoder(head.meta.standardisation, head.autoencoder)
+        representations['aesvc'] = (teacher.project(database_raw), teacher.project(raw))
     representations['raw'] = (database_raw, raw)
     if pca:
-        fitted = PCA.fit(database_raw)
-        representations['pca'] = (fitted.project(database_raw), fitted.project(raw))
+        for name, whiten in (('pca', False), ('pcaw', True)):
+            fitted = PCA.fit(database_raw, whiten=whiten)
+            representations[name] = (fitted.project(database_raw), fitted.project(raw))
     report = evaluate_representations(mapdb.utm, queries.utm[rows], representations, dims, cfg)
     report['queries_failed'] = [f.as_dict() for f in failures]
     report['map'] = str(mapdb.root)
@@ -143,12 +155,13 @@ def format_table(report: dict[str, Any]) -> str:
     """Format the report's rows as a fixed-width text table (percentages)."""
     protocol = report['protocol']
     head = ['method', 'dim', *(f'R@{n}' for n in protocol['recall_at']),
-            f'mAP@{protocol["map_at"]}']
+            f'mAP@{protocol["map_at"]}', 'mean cos', 'Var*d']
     lines = [' '.join(f'{h:>8}' for h in head)]
     for row in report['rows']:
         recalls = [100 * row['recall'][str(n)] for n in protocol['recall_at']]
         lines.append(f'{row["method"]:>8} {row["dim"]:>8} '
-                     + ' '.join(f'{v:>8.2f}' for v in [*recalls, 100 * row['map_at_k']]))
+                     + ' '.join(f'{v:>8.2f}' for v in [*recalls, 100 * row['map_at_k']])
+                     + f' {row["mean_cos"]:>8.3f} {row["var_cos_d"]:>8.2f}')
     lines.append(f'{report["queries"]} queries, {report["database"]} database images, positives '
                  f'within {protocol["radius_m"]} m (median {report["median_positives"]:.0f}, '
                  f'{report["queries_without_positives"]} queries without any)')

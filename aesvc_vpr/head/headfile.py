@@ -31,7 +31,8 @@ from aesvc_vpr.errors import ConfigError, HeadError
 from aesvc_vpr.head.networks import AESVCAutoencoder, SS2DStudent
 
 FORMAT = 'aesvc_vpr.head'
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2          # 2: head.decoder_shortcut; version 1 files still load
+READABLE_VERSIONS = (1, 2)
 META_KEY = 'aesvc_vpr.head'
 STD_FLOOR = 1e-6     # a constant input dimension is divided by this instead of 0
 
@@ -44,11 +45,23 @@ class Standardisation:
     std: np.ndarray    # (D,) float32, >= STD_FLOOR
 
     @classmethod
-    def fit(cls, raw: np.ndarray) -> Standardisation:
-        """Fit on (N, D) raw embeddings (float64 accumulation, stored as float32)."""
+    def fit(cls, raw: np.ndarray, per_dimension: bool = False) -> Standardisation:
+        """Fit on (N, D) raw embeddings (float64 accumulation, stored as float32).
+
+        Args:
+            raw: the training rows.
+            per_dimension: z-score each dimension; the default divides every dimension by one
+                scale (the RMS of the centred rows), which keeps the principal axes of the raw
+                embeddings, so the head's whitening start equals the PCA-whitening baseline.
+        """
         data = np.asarray(raw, dtype=np.float64)
-        std = np.maximum(data.std(axis=0), STD_FLOOR)
-        return cls(data.mean(axis=0).astype(np.float32), std.astype(np.float32))
+        mean = data.mean(axis=0)
+        if per_dimension:
+            std = np.maximum(data.std(axis=0), STD_FLOOR)
+        else:
+            rms = float(np.sqrt(((data - mean) ** 2).mean()))
+            std = np.full(data.shape[1], max(rms, STD_FLOOR))
+        return cls(mean.astype(np.float32), std.astype(np.float32))
 
     def apply(self, raw: np.ndarray) -> np.ndarray:
         """(N, D) raw -> (N, D) float32 standardised."""
@@ -93,7 +106,7 @@ class HeadMeta:
             'format': FORMAT, 'format_version': self.format_version,
             'backbone': {'name': self.backbone_name, 'input_dim': self.input_dim},
             'head': asdict(self.head), 'train': asdict(self.train),
-            'standardisation': {'kind': 'per-dimension z-score',
+            'standardisation': {'kind': 'centre, then divide by std',
                                 'mean': [float(v) for v in self.standardisation.mean],
                                 'std': [float(v) for v in self.standardisation.std]},
             'training_data': asdict(self.training_data), 'report': self.report,
@@ -221,16 +234,18 @@ def _parse_meta(path: Path, doc: dict[str, Any]) -> HeadMeta:
     if doc.get('format') != FORMAT:
         raise HeadError(f'{path}: metadata format {doc.get("format")!r} is not {FORMAT!r}')
     version = _get(path, doc, 'format_version', int)
-    if version != FORMAT_VERSION:
+    if version not in READABLE_VERSIONS:
         raise HeadError(f'{path}: head format version {version} is not supported (this '
-                        f'aesvc_vpr reads version {FORMAT_VERSION}); retrain the head')
+                        f'aesvc_vpr reads versions {READABLE_VERSIONS}); retrain the head')
     backbone = _get(path, doc, 'backbone', dict)
     name = _get(path, backbone, 'name', str)
     input_dim = _get(path, backbone, 'input_dim', int)
     if not name or input_dim < 1:
         raise HeadError(f'{path}: backbone name must be non-empty and input_dim >= 1')
     try:
-        head = HeadConfig(**_get(path, doc, 'head', dict))
+        # a file written before these fields existed has networks without the linear paths
+        legacy = {'shortcut': 0, 'decoder_shortcut': 0}
+        head = HeadConfig(**{**legacy, **_get(path, doc, 'head', dict)})
         train = TrainConfig(**_get(path, doc, 'train', dict))
     except (ConfigError, TypeError) as err:
         raise HeadError(f'{path}: invalid head/train settings in metadata ({err})') from err

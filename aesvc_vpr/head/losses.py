@@ -137,6 +137,9 @@ def ss2d_losses(teacher: torch.Tensor, student: torch.Tensor, prefix_sizes: Sequ
         {'kl@<d>' for each size, 'total'} scalar tensors; 'total' is the weighted sum.
     """
     weights = size_weights_for(prefix_sizes, cfg)
+    # cosines of the centred output: a shared offset would lift every similarity alike, and
+    # the output is centred on the map before it is searched
+    student = student - student.mean(dim=0, keepdim=True)
     log_p = similarity_log_probs(teacher, cfg.tau)        # shared by every size
     teacher_dim = teacher.shape[1]
     terms = {f'kl@{d}': kl_rows(log_p, similarity_log_probs(

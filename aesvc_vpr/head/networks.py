@@ -83,7 +83,7 @@ class AESVCAutoencoder(nn.Module):
         self.input_dim = input_dim
         self.latent_dim = cfg.latent_dim
         self.encoder = mlp(input_dim, hidden, cfg.latent_dim, bool(cfg.shortcut))
-        self.decoder = mlp(cfg.latent_dim, hidden, input_dim)
+        self.decoder = mlp(cfg.latent_dim, hidden, input_dim, bool(cfg.decoder_shortcut))
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Encode and decode a batch.

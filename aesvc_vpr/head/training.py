@@ -1,38 +1,47 @@
-"""Training a head: standardise, train AE-SVC (the teacher), then distil it into the student.
+"""Training a head: the whitening start, the AE-SVC teacher, the (SS)2D student, and the choice.
 
-A plain loop, on CPU by default. The run is seeded: the split, the initial weights and the batch
-order come from ``TrainConfig.seed``, so the same data, config and thread count give the same
-weights. Each phase holds out ``val_fraction`` of the rows, keeps the weights with the best
-validation loss and stops after ``patience`` epochs without improvement.
+1. Standardise (centre, one scale) and hold out ``val_fraction`` of the rows (seeded).
+2. Teacher: the encoder starts as the rows' PCA-whitening and the decoder as its inverse, each
+   plus an MLP residual that starts at zero (``whitening.py``); it is trained on the paper's
+   AE-SVC loss, and the epoch with the lowest held-out loss is kept (the start counts).
+3. Student: starts as the teacher's linear whitening plus a zero residual, and is trained on
+   the (SS)2D loss against the teacher's latents. The epoch kept is the one whose held-out
+   score (``selection.GeotagScore`` on the map's own geotags, or the held-out KL without
+   geotags) is best among those that lose at no prefix size against the start.
+4. With ``refit``, both are trained again on all rows for the chosen numbers of epochs.
+5. The student's output is centred on the rows and scaled by the regularised whitening
+   (``TrainConfig.shrink_rank``), folded into its last layer.
+
+The run is seeded: the split, the initial weights and the batch order come from
+``TrainConfig.seed``, so the same data, config and thread count give the same weights.
 """
 
 from __future__ import annotations
 
-import contextlib
-import copy
 from dataclasses import dataclass, field, replace
 import logging
 import os
 from pathlib import Path
 import time
-from typing import Callable, Iterator, Sequence
+from typing import Sequence
 
 import numpy as np
 import torch
 from torch import nn
-from tqdm import tqdm
 
 from aesvc_vpr.config import HeadConfig, TrainConfig
 from aesvc_vpr.errors import HeadError
+from aesvc_vpr.head.fitting import fit, FitResult, Judge, validation_loss
 from aesvc_vpr.head.headfile import (DataFingerprint, HeadMeta, now_utc, package_version,
                                      save_head, Standardisation)
 from aesvc_vpr.head.losses import aesvc_losses, size_weights_for, ss2d_losses
-from aesvc_vpr.head.networks import AESVCAutoencoder, resolve_hidden_dim, ShortcutMLP, SS2DStudent
+from aesvc_vpr.head.networks import AESVCAutoencoder, resolve_hidden_dim, SS2DStudent
+from aesvc_vpr.head.selection import GeotagScore, mean_score
+from aesvc_vpr.head.whitening import fold_output, start_student, start_teacher, Whitening
 
 log = logging.getLogger(__name__)
 
-STANDARDISE_ROWS = 4096   # rows sampled for the data-dependent output initialisation
-LossFn = Callable[..., dict[str, torch.Tensor]]
+SELECTION_MIN_SIZE = 16     # prefixes below this are too coarse to rank candidates by
 
 
 @dataclass
@@ -42,7 +51,7 @@ class TrainedHead:
     standardisation: Standardisation
     autoencoder: AESVCAutoencoder
     student: SS2DStudent
-    report: dict[str, float] = field(default_factory=dict)   # 'aesvc.rec', 'ss2d.kl@16', ...
+    report: dict[str, float] = field(default_factory=dict)   # 'aesvc.rec', 'select.start', ...
 
 
 def split_indices(count: int, cfg: TrainConfig) -> tuple[np.ndarray, np.ndarray]:
@@ -59,262 +68,6 @@ def split_indices(count: int, cfg: TrainConfig) -> tuple[np.ndarray, np.ndarray]
     return np.sort(order[n_val:]), np.sort(order[:n_val])
 
 
-def fit(module: nn.Module, loss_fn: LossFn, train: Sequence[torch.Tensor],
-        val: Sequence[torch.Tensor], cfg: TrainConfig, desc: str, progress: bool = True,
-        after_epoch: Callable[[], None] | None = None) -> tuple[dict[str, float], int]:
-    """Minibatch AdamW on ``loss_fn(module, *batch)['total']`` with early stopping.
-
-    Args:
-        module: trained in place; ends holding the weights of the best validation epoch.
-        loss_fn: (module, *batch tensors) -> dict of scalar terms with a 'total' key.
-        train, val: tensors sharing their first (row) dimension.
-        cfg: epochs, batch_size, lr, weight_decay, patience, seed.
-        desc: progress-bar label.
-        progress: show a tqdm bar.
-        after_epoch: called after each epoch's updates, before validation.
-
-    Returns:
-        (validation loss terms of the best epoch, number of epochs run).
-    """
-    with torch_threads(cfg.threads):
-        return _fit(module, loss_fn, train, val, cfg, desc, progress, after_epoch)
-
-
-@contextlib.contextmanager
-def torch_threads(threads: int) -> Iterator[None]:
-    """Run with ``threads`` torch CPU threads (0: unchanged), restoring the count afterwards.
-
-    One thread is the default: these MLPs are small, and on a shared machine extra OpenMP
-    threads spin against other processes and run many times slower, not faster.
-    """
-    previous = torch.get_num_threads()
-    if threads:
-        torch.set_num_threads(threads)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)
-
-
-def _fit(module: nn.Module, loss_fn: LossFn, train: Sequence[torch.Tensor],
-         val: Sequence[torch.Tensor], cfg: TrainConfig, desc: str, progress: bool,
-         after_epoch: Callable[[], None] | None) -> tuple[dict[str, float], int]:
-    optimiser = torch.optim.AdamW(module.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    generator = torch.Generator().manual_seed(cfg.seed)
-    n_train = train[0].shape[0]
-    batch = min(cfg.batch_size, n_train)
-    best: tuple[float, dict[str, float], dict[str, torch.Tensor]] | None = None
-    stale = epoch = 0
-    bar = tqdm(range(cfg.epochs), desc=desc, unit='epoch', disable=not progress, leave=False)
-    for epoch in bar:
-        module.train()
-        order = torch.randperm(n_train, generator=generator)
-        # whole batches only: the covariance and similarity losses are batch statistics
-        for start in range(0, n_train - batch + 1, batch):
-            rows = order[start:start + batch]
-            loss = loss_fn(module, *(t[rows] for t in train))['total']
-            optimiser.zero_grad(set_to_none=True)
-            loss.backward()
-            optimiser.step()
-        if after_epoch is not None:
-            after_epoch()
-        terms = validation_loss(module, loss_fn, val, batch)
-        bar.set_postfix(val=f'{terms["total"]:.4g}')
-        if best is None or terms['total'] < best[0]:
-            best = (terms['total'], terms, copy.deepcopy(module.state_dict()))
-            stale = 0
-        else:
-            stale += 1
-            if stale >= cfg.patience:
-                break
-    bar.close()
-    assert best is not None
-    module.load_state_dict(best[2])
-    module.eval()
-    return best[1], epoch + 1
-
-
-@torch.no_grad()
-def validation_loss(module: nn.Module, loss_fn: LossFn, tensors: Sequence[torch.Tensor],
-                    batch: int) -> dict[str, float]:
-    """Loss terms over fixed-order batches of ``batch`` to ``2 * batch - 1`` rows, row-weighted.
-
-    The covariance and similarity terms are batch statistics, so a short remainder batch (two
-    rows: an unbiased covariance divided by n - 1 = 1) would weigh as much as a full one; the
-    rows are split into nearly equal batches instead, none smaller than the training batch.
-    """
-    module.eval()
-    count = tensors[0].shape[0]
-    parts = np.array_split(np.arange(count), max(1, count // batch))
-    sums: dict[str, float] = {}
-    for rows in parts:
-        chunk = torch.from_numpy(rows)
-        terms = loss_fn(module, *(t[chunk] for t in tensors))
-        for key, value in terms.items():
-            sums[key] = sums.get(key, 0.0) + float(value) * len(rows)
-    return {key: value / count for key, value in sums.items()}
-
-
-def prepare(raw: np.ndarray, cfg: TrainConfig, stats: Standardisation | None = None
-            ) -> tuple[Standardisation, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Check, standardise and split training embeddings (shared by the head and baselines).
-
-    Args:
-        raw: (N, D) raw embeddings.
-        cfg: val_fraction and seed of the split.
-        stats: standardisation to apply; None fits one on ``raw``.
-
-    Returns:
-        (standardisation, (N, D) float32 standardised tensor, train rows, validation rows).
-
-    Raises:
-        HeadError: raw is not a finite 2-D float array with enough rows.
-    """
-    raw = check_training_data(raw)
-    stats = stats or Standardisation.fit(raw)
-    train_rows, val_rows = (torch.from_numpy(i) for i in split_indices(len(raw), cfg))
-    return stats, torch.from_numpy(stats.apply(raw)), train_rows, val_rows
-
-
-def fit_autoencoder(x: torch.Tensor, train_rows: torch.Tensor, val_rows: torch.Tensor,
-                    head_cfg: HeadConfig, train_cfg: TrainConfig, progress: bool = True
-                    ) -> tuple[AESVCAutoencoder, dict[str, float], int]:
-    """Train an AE-SVC autoencoder on standardised rows (seeded initial weights).
-
-    Returns:
-        (autoencoder in eval mode, best validation loss terms, epochs run).
-    """
-    torch.manual_seed(train_cfg.seed)
-    autoencoder = AESVCAutoencoder(x.shape[1], head_cfg)
-    standardise_output(autoencoder.encoder, x[train_rows])
-    terms, epochs = fit(autoencoder, _aesvc_step(train_cfg), (x[train_rows],), (x[val_rows],),
-                        train_cfg, f'AE-SVC {head_cfg.latent_dim}-d', progress,
-                        lambda: recentre(autoencoder, x[train_rows]))
-    return autoencoder, terms, epochs
-
-
-def sample_rows(x: torch.Tensor, count: int = STANDARDISE_ROWS, seed: int = 0) -> torch.Tensor:
-    """Up to ``count`` rows of ``x`` drawn at random (seeded), in their original order.
-
-    Map rows come in route order, so the first rows are one part of town: statistics taken on
-    them would be geographically biased.
-    """
-    if len(x) <= count:
-        return x
-    rows = np.sort(np.random.default_rng(seed).choice(len(x), count, replace=False))
-    return x[torch.from_numpy(rows)]
-
-
-@torch.no_grad()
-def recentre(autoencoder: AESVCAutoencoder, x: torch.Tensor) -> None:
-    """Shift the latent to zero mean on ``x`` and fold the shift into the decoder.
-
-    Reconstruction, covariance and variance terms are all exactly invariant to a constant shift
-    of z (the decoder's first bias absorbs it), so this changes nothing but the mean term. The
-    mean term alone pulls the latent mean back only slowly while the weights move fast, so
-    without this step the mean cosine stays far from 0 within the epoch budget.
-    """
-    shift = autoencoder.encoder(sample_rows(x)).mean(dim=0)
-    first = autoencoder.decoder[0]
-    first.bias.add_(first.weight @ shift)
-    autoencoder.encoder[-1].bias.sub_(shift)
-
-
-def fit_head(raw: np.ndarray, head_cfg: HeadConfig, train_cfg: TrainConfig,
-             progress: bool = True) -> TrainedHead:
-    """Train AE-SVC on ``raw`` (no labels), then the (SS)2D student against its latent.
-
-    Args:
-        raw: (N, D) backbone embeddings (any float dtype), not normalised.
-        head_cfg: latent size, hidden width and prefix sizes.
-        train_cfg: loss weights, tau, size weights and optimisation settings.
-        progress: show tqdm bars.
-
-    Returns:
-        The trained head, with the final validation loss terms in ``report``.
-
-    Raises:
-        HeadError: raw is not a finite 2-D array with enough rows, or size_weights do not
-            match prefix_sizes.
-    """
-    size_weights_for(head_cfg.prefix_sizes, train_cfg)   # fail before training, not after
-    started = time.perf_counter()
-    stats, x, train_rows, val_rows = prepare(raw, train_cfg)
-    autoencoder, ae_terms, ae_epochs = fit_autoencoder(x, train_rows, val_rows, head_cfg,
-                                                       train_cfg, progress)
-    teacher = encode(autoencoder, x)
-    student = new_student(x[train_rows], head_cfg, train_cfg)
-    student_terms, student_epochs = train_student(
-        student, x[train_rows], teacher[train_rows], x[val_rows], teacher[val_rows],
-        head_cfg.prefix_sizes, train_cfg, progress)
-    report = {f'aesvc.{k}': v for k, v in ae_terms.items()}
-    report.update({f'ss2d.{k}': v for k, v in student_terms.items()})
-    report.update({'aesvc.epochs': ae_epochs, 'ss2d.epochs': student_epochs,
-                   'seconds': round(time.perf_counter() - started, 2)})
-    log.info('head trained on %d x %d in %.1f s: %s', *x.shape, report['seconds'],
-             ', '.join(f'{k}={v:.4g}' for k, v in report.items()))
-    return TrainedHead(stats, autoencoder, student, report)
-
-
-def train_student(student: nn.Module, x_train: torch.Tensor, teacher_train: torch.Tensor,
-                  x_val: torch.Tensor, teacher_val: torch.Tensor, prefix_sizes: Sequence[int],
-                  cfg: TrainConfig, progress: bool = True) -> tuple[dict[str, float], int]:
-    """Distil teacher latents into ``student`` with the (SS)2D loss over ``prefix_sizes``.
-
-    Args:
-        student: maps (B, D) standardised inputs to (B, >= max(prefix_sizes)).
-        x_train, x_val: (N, D) standardised inputs; teacher_*: (N, d_t) teacher latents.
-
-    Returns:
-        (validation loss terms of the best epoch, epochs run).
-    """
-    def step(module: nn.Module, x: torch.Tensor, z: torch.Tensor) -> dict[str, torch.Tensor]:
-        return ss2d_losses(z, module(x), prefix_sizes, cfg)
-
-    label = f'(SS)2D {list(prefix_sizes)}' if len(prefix_sizes) > 1 else f'SSD@{prefix_sizes[0]}'
-    return fit(student, step, (x_train, teacher_train), (x_val, teacher_val), cfg, label,
-               progress)
-
-
-def new_student(x: torch.Tensor, head_cfg: HeadConfig, train_cfg: TrainConfig,
-                out_dim: int | None = None) -> SS2DStudent:
-    """Build a seeded student whose outputs start centred with unit variance on ``x`` (N, D)."""
-    torch.manual_seed(train_cfg.seed + 1)
-    student = SS2DStudent(x.shape[1], head_cfg, out_dim)
-    standardise_output(student.net, x)
-    return student
-
-
-@torch.no_grad()
-def standardise_output(net: nn.Sequential, x: torch.Tensor) -> None:
-    """Rescale the last Linear of ``net`` so that net(x) has zero mean, unit variance per output.
-
-    A data-dependent initialisation: the latent starts centred and unit-variance, so the
-    mean and variance terms hold it there instead of spending the first epochs getting there.
-    """
-    y = net(sample_rows(x))
-    mean, std = y.mean(dim=0), y.std(dim=0).clamp_min(1e-6)
-    last = net[-1]
-    last.weight.div_(std[:, None])
-    last.bias.sub_(mean).div_(std)
-    if isinstance(net, ShortcutMLP):
-        net.shortcut.div_(std[:, None])
-
-
-def _aesvc_step(cfg: TrainConfig) -> LossFn:
-    def step(module: nn.Module, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        z, x_rec = module(x)
-        return aesvc_losses(x, z, x_rec, cfg)
-    return step
-
-
-@torch.no_grad()
-def encode(autoencoder: AESVCAutoencoder, x: torch.Tensor) -> torch.Tensor:
-    """Teacher latents z for (N, D) standardised inputs: (N, latent_dim) float32."""
-    autoencoder.eval()
-    return autoencoder.encoder(x)
-
-
 def check_training_data(raw: np.ndarray) -> np.ndarray:
     """Return ``raw`` as an array after checking it is (N, D), finite, with N >= 4.
 
@@ -329,9 +82,203 @@ def check_training_data(raw: np.ndarray) -> np.ndarray:
     return raw
 
 
+def prepare(raw: np.ndarray, cfg: TrainConfig, stats: Standardisation | None = None
+            ) -> tuple[Standardisation, torch.Tensor, np.ndarray, np.ndarray]:
+    """Check, standardise and split training embeddings (shared by the head and baselines).
+
+    Returns:
+        (standardisation, (N, D) float32 standardised tensor, train rows, validation rows).
+
+    Raises:
+        HeadError: raw is not a finite 2-D float array with enough rows.
+    """
+    raw = check_training_data(raw)
+    stats = stats or Standardisation.fit(raw)
+    train_rows, val_rows = split_indices(len(raw), cfg)
+    return stats, torch.from_numpy(stats.apply(raw)), train_rows, val_rows
+
+
+@torch.no_grad()
+def encode(autoencoder: AESVCAutoencoder, x: torch.Tensor) -> torch.Tensor:
+    """Teacher latents z for (N, D) standardised inputs: (N, latent_dim) float32."""
+    autoencoder.eval()
+    return autoencoder.encoder(x)
+
+
+def fit_autoencoder(x: torch.Tensor, rows: np.ndarray, val_rows: np.ndarray | None,
+                    head_cfg: HeadConfig, train_cfg: TrainConfig, epochs: int | None = None,
+                    progress: bool = True) -> tuple[AESVCAutoencoder, Whitening, FitResult]:
+    """Start an AE-SVC autoencoder at the whitening of ``x[rows]`` and train it.
+
+    Args:
+        x: (N, D) standardised rows.
+        rows: training rows; the whitening is fitted on them.
+        val_rows: held-out rows that choose the epoch (lowest AE-SVC loss, start included);
+            None trains exactly ``epochs`` epochs.
+        epochs: at most this many (default ``train_cfg.teacher_epochs``).
+
+    Raises:
+        HeadError: too few rows or an input narrower than the latent.
+    """
+    torch.manual_seed(train_cfg.seed)
+    whitening = Whitening.fit(x[rows].numpy(), head_cfg.latent_dim, train_cfg.whiten_folds,
+                              train_cfg.seed)
+    autoencoder = AESVCAutoencoder(x.shape[1], head_cfg)
+    start_teacher(autoencoder, whitening)
+
+    def step(module: nn.Module, batch: torch.Tensor) -> dict[str, torch.Tensor]:
+        z, x_rec = module(batch)
+        return aesvc_losses(batch, z, x_rec, train_cfg)
+
+    judge: Judge | None = None
+    if val_rows is not None and len(val_rows) >= 2:
+        held_out = x[torch.from_numpy(val_rows)]
+
+        def held_out_loss(module: nn.Module) -> dict[str, float]:
+            # all held-out rows in one batch: one covariance, as the constraints are stated
+            terms = validation_loss(module, step, (held_out,), len(held_out))
+            return {'score': -terms['total'], **{f'aesvc.{k}': v for k, v in terms.items()}}
+        judge = held_out_loss
+
+    result = fit(autoencoder, step, (x[torch.from_numpy(rows)],),
+                 [{'params': autoencoder.parameters(), 'lr': train_cfg.teacher_lr}], train_cfg,
+                 train_cfg.teacher_epochs if epochs is None else epochs, judge,
+                 f'AE-SVC {head_cfg.latent_dim}-d', progress)
+    return autoencoder, whitening, result
+
+
+def new_student(autoencoder: AESVCAutoencoder, head_cfg: HeadConfig,
+                train_cfg: TrainConfig, out_dim: int | None = None) -> SS2DStudent:
+    """Build a seeded student that starts as the teacher's whitening (first ``out_dim`` axes)."""
+    torch.manual_seed(train_cfg.seed + 1)
+    student = SS2DStudent(autoencoder.input_dim, head_cfg, out_dim)
+    start_student(student, autoencoder)
+    return student
+
+
+def train_student(student: SS2DStudent, x: torch.Tensor, teacher: torch.Tensor,
+                  rows: np.ndarray, prefix_sizes: Sequence[int], cfg: TrainConfig,
+                  judge: Judge | None, epochs: int | None = None,
+                  progress: bool = True) -> FitResult:
+    """Distil teacher latents into ``student`` with the (SS)2D loss over ``prefix_sizes``.
+
+    Args:
+        student: from ``new_student``; trained in place.
+        x: (N, D) standardised inputs.
+        teacher: (N, d_t) teacher latents of the same rows.
+        rows: the rows trained on.
+        prefix_sizes: the sizes whose KL terms are summed.
+        cfg: learning rates, tau, size weights, batch and patience.
+        judge: held-out scorer choosing the epoch (see ``fitting.fit``); None trains exactly
+            ``epochs`` epochs.
+        epochs: at most this many (default ``cfg.epochs``).
+        progress: show a tqdm bar.
+    """
+    def step(module: nn.Module, batch: torch.Tensor, z: torch.Tensor) -> dict[str, torch.Tensor]:
+        return ss2d_losses(z, module(batch), prefix_sizes, cfg)
+
+    linear = [student.net.shortcut]
+    residual = [p for name, p in student.named_parameters() if not name.endswith('shortcut')]
+    label = f'(SS)2D {list(prefix_sizes)}' if len(prefix_sizes) > 1 else f'SSD@{prefix_sizes[0]}'
+    chosen = torch.from_numpy(rows)
+    return fit(student, step, (x[chosen], teacher[chosen]),
+               [{'params': linear, 'lr': cfg.linear_lr}, {'params': residual, 'lr': cfg.lr}],
+               cfg, cfg.epochs if epochs is None else epochs, judge, label, progress)
+
+
+def kl_judge(x: torch.Tensor, teacher: torch.Tensor, val_rows: np.ndarray,
+             prefix_sizes: Sequence[int], cfg: TrainConfig) -> Judge:
+    """Held-out (SS)2D loss as a score (higher is better): the choice without geotags."""
+    held_out = torch.from_numpy(val_rows)
+
+    def judge(student: nn.Module) -> dict[str, float]:
+        terms = validation_loss(
+            student, lambda m, b, z: ss2d_losses(z, m(b), prefix_sizes, cfg),
+            (x[held_out], teacher[held_out]), cfg.batch_size)
+        # no per-size guard: the start reproduces the teacher exactly at its full size, so
+        # any training raises that KL; the total must still beat the start's
+        return {'score': -terms['total'], **{f'ss2d.{k}': v for k, v in terms.items()}}
+    return judge
+
+
+def geotag_judge(x: torch.Tensor, score: GeotagScore, scale: torch.Tensor) -> Judge:
+    """Recall of held-out map rows among the others, scored on the centred, scaled output."""
+    database = torch.from_numpy(score.database_rows)
+
+    @torch.no_grad()
+    def judge(student: nn.Module) -> dict[str, float]:
+        out = student(x)
+        out = (out - out[database].mean(dim=0)) * scale
+        per_size = score.score(out.numpy())
+        return {'score': mean_score(per_size), **{f'guard.{d}': v for d, v in per_size.items()},
+                **{f'select@{d}': v for d, v in per_size.items()}}
+    return judge
+
+
+def fit_head(raw: np.ndarray, head_cfg: HeadConfig, train_cfg: TrainConfig,
+             progress: bool = True, utm: np.ndarray | None = None,
+             radius_m: float = 25.0) -> TrainedHead:
+    """Train the teacher and the student on ``raw`` (no labels; geotags choose epochs).
+
+    Args:
+        raw: (N, D) backbone embeddings (any float dtype), not normalised, in capture order.
+        head_cfg: latent size, hidden width and prefix sizes.
+        train_cfg: loss weights, tau, size weights and optimisation settings.
+        progress: show tqdm bars.
+        utm: (N, 2) positions of the rows (a map's); None chooses the student's epoch by the
+            held-out (SS)2D loss instead of retrieval among the rows.
+        radius_m: positives radius of the geotag score.
+
+    Returns:
+        The trained head; ``report`` has the held-out terms and what was chosen.
+
+    Raises:
+        HeadError: unusable rows, size_weights that do not match prefix_sizes, or a latent
+            wider than the input.
+    """
+    size_weights_for(head_cfg.prefix_sizes, train_cfg)   # fail before training, not after
+    started = time.perf_counter()
+    stats, x, train_rows, val_rows = prepare(raw, train_cfg)
+    sizes = [d for d in head_cfg.prefix_sizes if d >= SELECTION_MIN_SIZE] or \
+        list(head_cfg.prefix_sizes)
+    autoencoder, whitening, teacher_fit = fit_autoencoder(x, train_rows, val_rows, head_cfg,
+                                                          train_cfg, progress=progress)
+    teacher = encode(autoencoder, x)
+    scale = torch.from_numpy(whitening.output_scale(train_cfg.shrink_rank)).float()
+    if utm is not None:
+        geotags = GeotagScore(np.asarray(utm, np.float64), train_rows, val_rows, sizes, radius_m)
+        judge = geotag_judge(x, geotags, scale)
+    else:
+        judge = kl_judge(x, teacher, val_rows, head_cfg.prefix_sizes, train_cfg)
+    student = new_student(autoencoder, head_cfg, train_cfg)
+    student_fit = train_student(student, x, teacher, train_rows, head_cfg.prefix_sizes,
+                                train_cfg, judge, progress=progress)
+    report = {'aesvc.epochs': teacher_fit.epoch, 'ss2d.epochs': student_fit.epoch,
+              'select.start': student_fit.start['score'],
+              'select.chosen': student_fit.best['score'],
+              'aesvc.val_start': -teacher_fit.start['score'],
+              **{k: v for k, v in teacher_fit.best.items() if k.startswith('aesvc.')},
+              **{k: v for k, v in student_fit.best.items() if k.startswith(('ss2d.', 'select@'))}}
+    if train_cfg.refit:
+        every = np.arange(len(x))
+        autoencoder, whitening, _ = fit_autoencoder(x, every, None, head_cfg, train_cfg,
+                                                    teacher_fit.epoch, progress)
+        teacher = encode(autoencoder, x)
+        scale = torch.from_numpy(whitening.output_scale(train_cfg.shrink_rank)).float()
+        student = new_student(autoencoder, head_cfg, train_cfg)
+        train_student(student, x, teacher, every, head_cfg.prefix_sizes, train_cfg, None,
+                      student_fit.epoch, progress)
+    with torch.no_grad():
+        fold_output(student, student(x).mean(dim=0), scale)
+    report['seconds'] = round(time.perf_counter() - started, 2)
+    log.info('head trained on %d x %d in %.1f s: %s', *x.shape, report['seconds'],
+             ', '.join(f'{k}={v:.4g}' for k, v in report.items()))
+    return TrainedHead(stats, autoencoder, student, report)
+
+
 def train_head(raw: np.ndarray, backbone_name: str, head_cfg: HeadConfig,
                train_cfg: TrainConfig, out_path: str | os.PathLike[str],
-               progress: bool = True) -> Path:
+               progress: bool = True, utm: np.ndarray | None = None) -> Path:
     """Train a head on raw backbone embeddings and write it as a head file.
 
     This is what ``aesvc-vpr train-head`` and the map builder call.
@@ -342,12 +289,13 @@ def train_head(raw: np.ndarray, backbone_name: str, head_cfg: HeadConfig,
         head_cfg, train_cfg: the settings; both are stored in the head file.
         out_path: the ``.safetensors`` file to write (atomically).
         progress: show tqdm bars.
+        utm: (N, 2) positions of the rows, when known (a map's): they choose the epochs.
 
     Returns:
         The written path.
     """
     raw = check_training_data(raw)
-    trained = fit_head(raw, head_cfg, train_cfg, progress)
+    trained = fit_head(raw, head_cfg, train_cfg, progress, utm)
     return write_trained(trained, raw, backbone_name, head_cfg, train_cfg, out_path)
 
 

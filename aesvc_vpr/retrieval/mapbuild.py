@@ -90,7 +90,7 @@ def build_map(database: GeoImageSet, root: str | os.PathLike, backbone: Backbone
     if not len(rows):
         raise MapError(f'{root}: none of the {len(database)} images could be decoded '
                        f'(first: {failures[0].path}: {failures[0].reason})')
-    projector = _head(root, raw, backbone.name, projector, train, progress)
+    projector = _head(root, raw, database.utm[rows], backbone.name, projector, train, progress)
     mapdb = MapDatabase.write(
         root, raw, database.utm[rows], database.utm_zone, yaw=database.yaw[rows],
         stamps_ns=database.stamps_ns[rows], paths=[database.paths[r] for r in rows],
@@ -184,16 +184,20 @@ def _chunk_path(build: Path, start: int) -> Path:
     return build / f'chunk_{start:09d}.npz'
 
 
-def _head(root: Path, raw: np.ndarray, backbone_name: str, projector: Projector | None,
-          train: tuple[HeadConfig, TrainConfig] | None, progress: bool) -> Projector | None:
-    """Return the head to project with: the given one, or one trained now on the raw embeddings."""
+def _head(root: Path, raw: np.ndarray, utm: np.ndarray, backbone_name: str,
+          projector: Projector | None, train: tuple[HeadConfig, TrainConfig] | None,
+          progress: bool) -> Projector | None:
+    """Return the head to project with: the given one, or one trained now on the raw embeddings.
+
+    The rows' positions choose the training epochs (``head.selection``).
+    """
     if train is None:
         return projector
     from aesvc_vpr.head.projector import Projector
     from aesvc_vpr.head.training import train_head
     path = root / HEAD_FILE
     head_cfg, train_cfg = train
-    train_head(raw.astype(np.float32), backbone_name, head_cfg, train_cfg, path, progress)
+    train_head(raw.astype(np.float32), backbone_name, head_cfg, train_cfg, path, progress, utm)
     return Projector.load(path, backbone_name, raw.shape[1])
 
 
@@ -224,7 +228,8 @@ def _finish_head(root: Path, mapdb: MapDatabase, projector: Projector | None,
     if current:
         log.info('%s: map is complete and up to date (%d entries)', root, mapdb.count)
         return mapdb
-    projector = _head(root, mapdb.raw, mapdb.backbone_name, projector, train, progress)
+    projector = _head(root, mapdb.raw, mapdb.utm, mapdb.backbone_name, projector, train,
+                      progress)
     log.info('%s: re-projecting %d stored raw embeddings (no re-embedding)', root, mapdb.count)
     meta = {k: mapdb.meta[k] for k in ('build', 'source') if k in mapdb.meta}
     return MapDatabase.write(

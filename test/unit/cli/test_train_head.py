@@ -25,6 +25,7 @@ def test_npy_input_writes_a_head_with_the_given_settings(tmp_path, capsys):
     assert (meta.train.tau, meta.train.size_weights, meta.train.seed) == (0.2, (1.0, 2.0, 3.0), 5)
     printed = capsys.readouterr().out
     assert 'patchgrid 24-d -> 16-d' in printed and 'aesvc.cov' in printed
+    assert 'select.chosen' in printed
     assert 'ss2d.kl@8' in printed
 
 

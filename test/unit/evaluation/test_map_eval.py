@@ -92,8 +92,13 @@ def test_evaluate_map_rows(tmp_path, town):
                           RecallConfig(), progress=False)
     methods = [(r['method'], r['dim']) for r in report['rows']]
     # PCA of 30 rows keeps 29 components, so its 64 row does not exist
-    assert methods == [('raw', 8), ('raw', 64), ('raw', 384), ('pca', 8), ('pca', 29)]
+    assert methods == [('raw', 8), ('raw', 64), ('raw', 384), ('pca', 8), ('pca', 29),
+                       ('pcaw', 8), ('pcaw', 29)]
     raw_full = report['rows'][2]
+    pcaw = [r for r in report['rows'] if r['method'] == 'pcaw']
+    # whitened on the map's own rows: centred (30 rows in 29 dimensions form a near simplex)
+    assert pcaw and all(abs(r['mean_cos']) < 0.05 for r in pcaw)
+    assert raw_full['mean_cos'] > 0.2              # raw patchgrid rows share a direction
     assert raw_full['recall']['1'] == 1.0          # every query re-images its own place
     assert report['queries_failed'] == [] and report['queries_without_positives'] == 0
 
@@ -108,7 +113,8 @@ def test_build_map_and_eval_commands(tmp_path, town, capsys):
     out = capsys.readouterr().out
     assert 'R@20' in out and 'mAP@4' in out and '8 queries' in out
     report = json.loads((tmp_path / 'e.json').read_text())
-    assert {r['method'] for r in report['rows']} == {'raw', 'pca'}
+    assert {r['method'] for r in report['rows']} == {'raw', 'pca', 'pcaw'}
+    assert 'mean cos' in out and 'Var*d' in out
     assert (tmp_path / 'e.png').stat().st_size > 0
     # a map from another backbone is refused with one clear line
     mapdb = MapDatabase.load(tmp_path / 'map')

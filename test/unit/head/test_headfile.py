@@ -2,19 +2,23 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 from pathlib import Path
 from typing import Any, Callable
 
-from head_samples import BACKBONE, TINY_HEAD, tiny_head_file, TINY_TRAIN
+from head_samples import BACKBONE, TINY_HEAD, tiny_head_file, tiny_raw, TINY_TRAIN
 import pytest
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 import torch
 
+from aesvc_vpr.config import HeadConfig, TrainConfig
 from aesvc_vpr.errors import HeadError
-from aesvc_vpr.head.headfile import FORMAT_VERSION, load_head, META_KEY
+from aesvc_vpr.head.headfile import (DataFingerprint, FORMAT_VERSION, HeadMeta, load_head,
+                                     META_KEY, save_head, Standardisation)
+from aesvc_vpr.head.networks import AESVCAutoencoder, SS2DStudent
 
 
 @pytest.fixture(scope='module')
@@ -142,3 +146,26 @@ def test_weights_that_do_not_fit_the_metadata(head_path, tmp_path):
         tensors['student.net.0.weight'][0, 0] = float('nan')
     with pytest.raises(HeadError, match='NaN or inf'):
         load_head(rewrite(head_path, tmp_path / 'nan.safetensors', edit_tensors=poison))
+
+
+def test_a_format_1_head_without_linear_paths_still_loads(tmp_path):
+    """Heads written before format 2 (plain MLPs, no shortcut fields) keep working."""
+    cfg = HeadConfig(latent_dim=16, prefix_sizes=(4, 8, 16), shortcut=0, decoder_shortcut=0)
+    autoencoder, student = AESVCAutoencoder(24, cfg), SS2DStudent(24, cfg)
+    raw = tiny_raw()
+    meta = HeadMeta(BACKBONE, 24, dataclasses.replace(cfg, hidden_dim=20), TrainConfig(),
+                    Standardisation.fit(raw, per_dimension=True), DataFingerprint.of(raw),
+                    format_version=1)
+    written = tmp_path / 'v2.safetensors'
+    save_head(written, meta, autoencoder, student)
+
+    def as_format_1(doc: dict[str, Any]) -> None:
+        del doc['head']['shortcut'], doc['head']['decoder_shortcut']
+        doc['format_version'] = 1
+    legacy = rewrite(written, tmp_path / 'v1.safetensors', edit_meta=as_format_1)
+    head = load_head(legacy)
+    assert head.meta.format_version == 1 and head.meta.head.shortcut == 0
+    assert not hasattr(head.student.net, 'shortcut')
+    x = torch.from_numpy(head.meta.standardisation.apply(raw))
+    with torch.no_grad():
+        assert torch.equal(head.student(x), student.eval()(x))

@@ -102,7 +102,8 @@ def test_ss2d_terms_per_size_and_weights():
     terms = ss2d_losses(teacher, student, (4, 8, 16), TrainConfig(size_weights=(1.0, 0.0, 2.0)))
     assert set(terms) == {'kl@4', 'kl@8', 'kl@16', 'total'}
     assert float(terms['total']) == pytest.approx(float(terms['kl@4'] + 2 * terms['kl@16']))
-    exact = ss2d_losses(teacher, teacher, (16,), TrainConfig())
+    centred = teacher - teacher.mean(dim=0)     # the student's output is centred in the loss
+    exact = ss2d_losses(centred, centred, (16,), TrainConfig())
     assert float(exact['kl@16']) == pytest.approx(0.0, abs=1e-6)
     with pytest.raises(HeadError, match='one weight per size'):
         ss2d_losses(teacher, student, (4, 8), TrainConfig(size_weights=(1.0,)))
@@ -113,9 +114,10 @@ def test_ss2d_tau_size_exponent_scales_the_student_temperature_per_size():
     cfg = TrainConfig(tau=0.1, tau_size_exponent=0.5)
     terms = ss2d_losses(teacher, student, (4, 16), cfg)
     log_p = similarity_log_probs(teacher, 0.1)
-    expected = kl_rows(log_p, similarity_log_probs(student[:, :4], 0.1 * 2.0))   # sqrt(16 / 4)
+    centred = student - student.mean(dim=0)
+    expected = kl_rows(log_p, similarity_log_probs(centred[:, :4], 0.1 * 2.0))   # sqrt(16 / 4)
     assert float(terms['kl@4']) == pytest.approx(float(expected), rel=1e-5)
-    plain = ss2d_losses(teacher, student, (4, 16), TrainConfig(tau=0.1))
+    plain = ss2d_losses(teacher, student, (4, 16), TrainConfig(tau=0.1, tau_size_exponent=0.0))
     assert float(terms['kl@16']) == pytest.approx(float(plain['kl@16']), rel=1e-6)
     assert float(terms['kl@4']) != pytest.approx(float(plain['kl@4']), rel=1e-3)
     with pytest.raises(ConfigError, match='tau_size_exponent'):

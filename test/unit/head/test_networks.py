@@ -51,17 +51,18 @@ def test_initialisation_keeps_activation_scale():
 
 
 def test_shortcut_adds_a_linear_path_and_keeps_the_layer_names():
-    cfg = HeadConfig(latent_dim=16, prefix_sizes=(8, 16), shortcut=1)
+    cfg = HeadConfig(latent_dim=16, prefix_sizes=(8, 16), shortcut=1, decoder_shortcut=0)
     ae, student = AESVCAutoencoder(40, cfg), SS2DStudent(40, cfg)
     assert isinstance(ae.encoder, ShortcutMLP) and isinstance(student.net, ShortcutMLP)
-    assert not isinstance(ae.decoder, ShortcutMLP)       # the decoder stays a plain MLP
+    assert not isinstance(ae.decoder, ShortcutMLP)       # a format-1 head's plain decoder
+    assert isinstance(AESVCAutoencoder(40, HeadConfig(16, 0, (8, 16))).decoder, ShortcutMLP)
     assert ae.encoder.shortcut.shape == (16, 40) and isinstance(ae.encoder[-1], nn.Linear)
     x = torch.randn(6, 40)
     with torch.no_grad():
         layers_only = nn.Sequential(*ae.encoder)(x)
         assert torch.allclose(ae.encoder(x), layers_only + x @ ae.encoder.shortcut.T)
     names = set(student.state_dict())
-    assert names == set(SS2DStudent(40, HeadConfig(16, 0, (8, 16))).state_dict()) | {
+    assert names == set(SS2DStudent(40, HeadConfig(16, 0, (8, 16), shortcut=0)).state_dict()) | {
         'net.shortcut'}
     with pytest.raises(ConfigError, match='shortcut'):
         HeadConfig(shortcut=2)

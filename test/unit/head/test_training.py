@@ -18,10 +18,13 @@ import torch
 from aesvc_vpr.config import TrainConfig
 from aesvc_vpr.errors import HeadError
 from aesvc_vpr.head.baselines import AesvcEncoder, PCA, StudentProjection, Truncation
+from aesvc_vpr.head.fitting import fit, validation_loss
 from aesvc_vpr.head.headfile import load_head, Standardisation
+from aesvc_vpr.head.networks import AESVCAutoencoder
 from aesvc_vpr.head.quality import cosine_stats, prefix_recall
-from aesvc_vpr.head.training import (fit, fit_head, new_student, recentre, sample_rows,
-                                     split_indices, train_head, validation_loss)
+from aesvc_vpr.head.training import (fit_autoencoder, fit_head, new_student, split_indices,
+                                     train_head)
+from aesvc_vpr.head.whitening import start_teacher, Whitening
 from aesvc_vpr.index.ranking import positives_within
 
 
@@ -50,36 +53,92 @@ def test_same_seed_same_weights_other_seed_other_weights():
     assert first.report == {**second.report, 'seconds': first.report['seconds']}
 
 
-def test_early_stopping_keeps_the_best_epoch():
-    # training pulls the parameter to +1 while validation wants -1: epoch 1 is the best
+def _pull_to_plus_one(epochs: int, judge) -> tuple[torch.nn.Linear, object]:
+    """Train w (starting at 0) towards +1 under a given judge; returns the module and result."""
     module = torch.nn.Linear(1, 1, bias=False)
     torch.nn.init.zeros_(module.weight)
     ones = torch.ones(8, 1)
 
-    def loss_fn(mod: torch.nn.Module, target: torch.Tensor) -> dict[str, torch.Tensor]:
-        return {'total': (mod(ones[:len(target)]) - target).pow(2).mean()}
+    def loss_fn(mod: torch.nn.Module, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        return {'total': (mod(x) - 1.0).pow(2).mean()}
 
-    cfg = TrainConfig(epochs=50, batch_size=4, lr=0.05, patience=3)
-    terms, epochs = fit(module, loss_fn, (ones,), (-ones,), cfg, 'test', progress=False)
-    assert epochs == 1 + 3
-    first_epoch_weight = float(module.weight.detach())
-    assert 0 < first_epoch_weight < 0.2        # after one epoch (2 steps of 0.05), not four
-    assert terms['total'] == pytest.approx((first_epoch_weight + 1) ** 2, rel=1e-5)
+    cfg = TrainConfig(batch_size=4, patience=3)
+    result = fit(module, loss_fn, (ones,), [{'params': module.parameters(), 'lr': 0.05}], cfg,
+                 epochs, judge, 'test', progress=False)
+    return module, result
 
 
-def test_recentre_changes_only_the_latent_mean():
-    raw = torch.from_numpy(tiny_raw()) / 5
-    head = fit_head(tiny_raw(), TINY_HEAD, TINY_TRAIN, progress=False)
-    ae = head.autoencoder
+def test_the_judge_keeps_the_start_when_training_only_hurts():
+    module, result = _pull_to_plus_one(
+        50, lambda m: {'score': -(float(m.weight.detach()) + 1) ** 2})
+    assert result.epoch == 0 and result.epochs_run == 3       # patience 3, nothing better
+    assert float(module.weight.detach()) == 0.0          # the start's weights restored
+    assert result.best == result.start == {'score': -1.0}
+
+
+def test_the_judge_picks_the_best_epoch_and_guards_hold():
+    module, result = _pull_to_plus_one(10, lambda m: {'score': float(m.weight.detach())})
+    assert result.epoch == 10 and 0.5 < float(module.weight.detach()) < 1.0
+    # the score rises every epoch, but a guarded term falls: no epoch is eligible
+    module, result = _pull_to_plus_one(
+        10, lambda m: {'score': float(m.weight.detach()), 'guard.16': -float(m.weight.detach())})
+    assert result.epoch == 0 and float(module.weight.detach()) == 0.0
+
+
+def test_without_a_judge_it_trains_exactly_the_epochs_asked():
+    module, result = _pull_to_plus_one(4, None)
+    assert result.epoch == result.epochs_run == 4 and float(module.weight.detach()) > 0
+
+
+def test_whitening_start_reconstructs_exactly_with_identity_covariance():
+    raw = tiny_raw(rows=400)
+    x = torch.from_numpy(Standardisation.fit(raw).apply(raw))
+    head_cfg = dataclasses.replace(TINY_HEAD, latent_dim=24, prefix_sizes=(8, 24))
+    autoencoder = AESVCAutoencoder(24, head_cfg)
+    start_teacher(autoencoder, Whitening.fit(x.numpy(), 24, folds=0))
     with torch.no_grad():
-        ae.encoder[-1].bias.add_(3.0)            # shift the latent away from zero mean
-        z_before, rec_before = ae(raw)
-        recentre(ae, raw)
-        z_after, rec_after = ae(raw)
-    assert float(z_before.mean(dim=0).abs().max()) > 2.0
-    assert float(z_after.mean(dim=0).abs().max()) < 1e-5
-    assert torch.allclose(z_after - z_after.mean(0), z_before - z_before.mean(0), atol=1e-5)
-    assert torch.allclose(rec_after, rec_before, atol=1e-4)
+        z, reconstruction = autoencoder(x)
+    assert torch.allclose(reconstruction, x, atol=1e-4)          # the whole space: exact
+    covariance = np.cov(z.numpy(), rowvar=False)
+    assert np.allclose(covariance, np.eye(24), atol=1e-4)
+    assert np.allclose(z.numpy().mean(axis=0), 0.0, atol=1e-4)
+    # held-out variances only whiten weak axes less: still exact reconstruction
+    start_teacher(autoencoder, Whitening.fit(x.numpy(), 24, folds=5))
+    with torch.no_grad():
+        z, reconstruction = autoencoder(x)
+    assert torch.allclose(reconstruction, x, atol=1e-4)
+    assert np.all(np.diag(np.cov(z.numpy(), rowvar=False)) <= 1 + 1e-4)
+
+
+def test_the_student_starts_as_the_teachers_ordered_axes():
+    raw = tiny_raw()
+    x = torch.from_numpy(Standardisation.fit(raw).apply(raw))
+    exact = dataclasses.replace(TINY_TRAIN, whiten_folds=0)     # training variances only
+    autoencoder, _, _ = fit_autoencoder(x, np.arange(len(x)), None, TINY_HEAD, exact,
+                                        epochs=0, progress=False)
+    student = new_student(autoencoder, TINY_HEAD, TINY_TRAIN)
+    with torch.no_grad():
+        assert torch.equal(student(x), autoencoder.encoder(x))
+        out = student(x).numpy()
+    # nested from the start: the prefixes are whitened principal axes, largest first
+    assert np.allclose(np.cov(out, rowvar=False), np.eye(16), atol=1e-3)
+    axes = np.linalg.eigh(np.cov(x.numpy(), rowvar=False))[1][:, ::-1][:, :16]
+    cosines = np.abs(np.sum(autoencoder.encoder.shortcut.detach().numpy().T * axes, axis=0)
+                     / np.linalg.norm(autoencoder.encoder.shortcut.detach().numpy(), axis=1))
+    assert np.allclose(cosines, 1.0, atol=1e-4)
+
+
+def test_training_never_returns_a_head_below_its_start(trained_small):
+    data, head, _ = trained_small
+    assert head.report['select.chosen'] >= head.report['select.start']
+    assert head.report['aesvc.total'] <= head.report['aesvc.val_start']
+
+
+def test_the_head_output_is_centred_on_its_rows(trained_small):
+    data, head, _ = trained_small
+    out = StudentProjection(head.standardisation, head.student, 'ss2d').project(data.database)
+    for size in SMALL_HEAD.prefix_sizes:
+        assert abs(cosine_stats(out[:, :size])[0]) < 0.02, size
 
 
 def test_bad_training_data_is_rejected_before_training():
@@ -103,36 +162,17 @@ def test_train_head_writes_a_complete_head_file(tmp_path):
     assert meta.training_data.count == 160
     assert meta.training_data.sha256 == hashlib.sha256(raw.tobytes()).hexdigest()
     assert np.allclose(meta.standardisation.mean, raw.mean(axis=0), atol=1e-4)
-    assert {'aesvc.rec', 'aesvc.cov', 'aesvc.var', 'aesvc.mean', 'ss2d.kl@4',
-            'ss2d.total'} <= set(meta.report)
+    assert np.ptp(meta.standardisation.std) == 0, 'one scale for every dimension'
+
+    assert {'aesvc.epochs', 'ss2d.epochs', 'select.start', 'select.chosen'} <= set(meta.report)
+    assert meta.head.shortcut == meta.head.decoder_shortcut == 1
     assert meta.created_utc.endswith('+00:00') and meta.package_version
-
-
-def test_shortcut_head_round_trips_and_starts_standardised(tmp_path):
-    raw = tiny_raw()
-    head_cfg = dataclasses.replace(TINY_HEAD, shortcut=1)
-    train_cfg = dataclasses.replace(TINY_TRAIN, tau_size_exponent=0.5)
-    x = torch.from_numpy(Standardisation.fit(raw).apply(raw))
-    start = new_student(x, head_cfg, train_cfg)
-    with torch.no_grad():
-        y = start(x)
-    assert torch.allclose(y.mean(dim=0), torch.zeros(16), atol=1e-4)
-    assert torch.allclose(y.std(dim=0), torch.ones(16), atol=1e-4)
-    path = train_head(raw, BACKBONE, head_cfg, train_cfg, tmp_path / 'h.safetensors',
-                      progress=False)
-    head = load_head(path)
-    assert head.meta.head.shortcut == 1 and head.meta.train.tau_size_exponent == 0.5
-    assert head.meta.head.hidden_dim == 20
-    assert head.student.net.shortcut.shape == (16, 24)
-    trained = fit_head(raw, head_cfg, train_cfg, progress=False)
-    with torch.no_grad():
-        assert torch.equal(head.student(x), trained.student(x))
 
 
 @pytest.fixture(scope='module')
 def trained_small():
     data = small_set()
-    head = fit_head(data.database, SMALL_HEAD, SMALL_TRAIN, progress=False)
+    head = fit_head(data.database, SMALL_HEAD, SMALL_TRAIN, progress=False, utm=data.db_utm)
     positives = positives_within(data.db_utm, data.query_utm, 25.0)
     return data, head, positives
 
@@ -177,11 +217,3 @@ def test_validation_never_uses_a_batch_shorter_than_the_training_batch():
     expected = sum(len(c) * float(c.var(dim=0, unbiased=True).mean())
                    for c in torch.tensor_split(rows, len(seen))) / len(rows)
     assert terms['total'] == pytest.approx(expected)
-
-
-def test_statistics_for_the_output_initialisation_are_a_random_sample():
-    x = torch.arange(10000, dtype=torch.float32)[:, None]
-    sample = sample_rows(x, 100)
-    assert len(sample) == 100 and float(sample.max()) > 5000, 'not just the first rows'
-    assert torch.equal(sample, sample_rows(x, 100)), 'seeded'
-    assert torch.equal(sample_rows(x[:50], 100), x[:50])
