@@ -54,6 +54,22 @@ class BackboneConfig:
 
 
 @dataclass(frozen=True)
+class ImageConfig:
+    """Which images are decoded at all: one policy for maps, evaluation, bags and the node."""
+
+    # 16 x 16: a smaller image holds no recognisable place (a 1 x 1 image is a broken file)
+    min_pixels: int = 256
+    # 50 MP: above any camera a robot streams; checked from the header before decoding
+    max_pixels: int = 50_000_000
+
+    def __post_init__(self) -> None:
+        """Validate, so that dataclasses.replace re-checks every change."""
+        if self.min_pixels < 1 or self.max_pixels < self.min_pixels:
+            raise ConfigError('images need 1 <= min_pixels <= max_pixels, got '
+                              f'{self.min_pixels} and {self.max_pixels}')
+
+
+@dataclass(frozen=True)
 class HeadConfig:
     """Shape of the AE-SVC autoencoder and the (SS)2D student."""
 

@@ -18,7 +18,15 @@ class ConfigError(VprError, ValueError):
 
 
 class ImageError(VprError, ValueError):
-    """An image or image message cannot be turned into RGB uint8 (``aesvc_vpr.images``)."""
+    """An image or image message cannot be turned into RGB uint8 (``aesvc_vpr.images``).
+
+    ``cause`` is a short category ('truncated', 'too small', 'unsupported encoding', ...) so a
+    caller can count refusals by cause instead of logging each one.
+    """
+
+    def __init__(self, message: str, cause: str = 'undecodable') -> None:
+        super().__init__(message)
+        self.cause = cause
 
 
 class SearchError(VprError):

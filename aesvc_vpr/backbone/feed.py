@@ -5,16 +5,18 @@ from __future__ import annotations
 from typing import Sequence
 
 import numpy as np
-from tqdm import tqdm
 
 from aesvc_vpr.backbone.protocol import Backbone
+from aesvc_vpr.common.progress import progress_bar
+from aesvc_vpr.config import ImageConfig
 from aesvc_vpr.images.files import decoded_batches, Failure, log_failures
 
 
 def embed_paths(backbone: Backbone, paths: Sequence[str], batch_size: int,
                 desc: str = 'embedding', progress: bool = True,
+                images: ImageConfig | None = None,
                 ) -> tuple[np.ndarray, np.ndarray, list[Failure]]:
-    """Embed image files in batches while the next batches decode.
+    """Embed image files in batches while the next batches decode (``images``: decode policy).
 
     Returns:
         (embeddings (K, dim) float32 of the images that decoded, rows (K,) int64 of those
@@ -22,8 +24,8 @@ def embed_paths(backbone: Backbone, paths: Sequence[str], batch_size: int,
     """
     groups = [range(i, min(i + batch_size, len(paths))) for i in range(0, len(paths), batch_size)]
     parts, rows, failures = [], [], []
-    with tqdm(total=len(paths), desc=desc, unit='img', disable=not progress) as bar:
-        for batch in decoded_batches(paths, groups):
+    with progress_bar(total=len(paths), desc=desc, unit='img', enabled=progress) as bar:
+        for batch in decoded_batches(paths, groups, cfg=images):
             if batch.images:
                 parts.append(backbone.embed(batch.images))
                 rows.append(batch.rows)

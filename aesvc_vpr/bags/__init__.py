@@ -12,5 +12,6 @@ __all__, __getattr__ = lazy_exports(__name__, {
     'scored_images': 'queries', 'GroundTruth': 'groundtruth', 'PoseTrack': 'groundtruth',
     'interpolate_poses': 'groundtruth', 'quaternion_yaw': 'groundtruth',
     'track_from_messages': 'groundtruth', 'BagFrame': 'writer', 'BagLayout': 'writer',
-    'write_query_bag': 'writer', 'encode_image': 'writer',
+    'write_query_bag': 'writer', 'encode_image': 'writer', 'track_from_tf': 'tf_track',
+    'RecoveredMcap': 'mcap_recovery', 'FrameCounts': 'queries',
 })

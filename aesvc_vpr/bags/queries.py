@@ -8,16 +8,18 @@ and skipped here, once, for both modes.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 import logging
 from typing import Iterator
 
 import numpy as np
-from tqdm import tqdm
 
 from aesvc_vpr.bags.groundtruth import (GroundTruth, interpolate_poses, PoseTrack,
                                         track_from_messages)
 from aesvc_vpr.bags.reader import BagMessage, BagSet, IMAGE_TYPES, POSE_TYPES
+from aesvc_vpr.bags.tf_track import parse_frames, TF_TYPES, track_from_tf
+from aesvc_vpr.common.progress import progress_bar
+from aesvc_vpr.config import ImageConfig
 from aesvc_vpr.errors import BagError, ImageError
 from aesvc_vpr.images.messages import message_to_rgb
 
@@ -34,10 +36,15 @@ class QuerySource:
     max_gap_s: float = 0.1       # poses bracketing an image may be at most this far apart
     utm_zone: str = ''           # zone NavSatFix fixes are projected into ('' first fix's)
     limit: int = 0               # replay only the first N images (0: all)
+    pose_tf: str = ''            # 'PARENT:CHILD': ground truth from /tf + /tf_static instead
 
     def __post_init__(self) -> None:
         """Normalise the bag paths and refuse a non-positive gap or a negative limit."""
         object.__setattr__(self, 'bags', tuple(str(b) for b in self.bags))
+        if self.pose_tf:
+            parse_frames(self.pose_tf)
+            if self.pose_topic:
+                raise BagError('give a pose topic or --pose-tf, not both')
         if self.max_gap_s <= 0:
             raise BagError(f'max_gap_s must be > 0, got {self.max_gap_s}')
         if self.limit < 0:
@@ -66,6 +73,33 @@ class QueryPlan:
         return int(self.truth.valid.sum())
 
 
+@dataclass
+class FrameCounts:
+    """How many images of a replay were usable, and why the others were not (by cause)."""
+
+    usable: int = 0
+    refused: dict[str, int] = field(default_factory=dict)     # cause -> count
+    examples: dict[str, str] = field(default_factory=dict)    # cause -> first message
+
+    @property
+    def total(self) -> int:
+        """Images looked at."""
+        return self.usable + sum(self.refused.values())
+
+    def refuse(self, err: ImageError) -> bool:
+        """Count one refused image; True the first time its cause is seen."""
+        first = err.cause not in self.refused
+        self.refused[err.cause] = self.refused.get(err.cause, 0) + 1
+        self.examples.setdefault(err.cause, str(err))
+        return first
+
+    def summary(self) -> str:
+        """One line: counts by cause with the first message of each, most frequent first."""
+        parts = [f'{n} {cause} (first: {self.examples[cause]})'
+                 for cause, n in sorted(self.refused.items(), key=lambda kv: -kv[1])]
+        return '; '.join(parts)
+
+
 def plan_queries(bags: BagSet, source: QuerySource) -> QueryPlan:
     """First pass: choose the topics, build the pose track and ground truth at image stamps.
 
@@ -74,25 +108,45 @@ def plan_queries(bags: BagSet, source: QuerySource) -> QueryPlan:
             truth (the message gives both time ranges, which usually shows a clock mismatch).
     """
     image = bags.select_topic(source.image_topic, IMAGE_TYPES, 'image')
-    pose = bags.select_topic(source.pose_topic, POSE_TYPES, 'pose')
+    if source.pose_tf:
+        poses = _tf_topics(bags)
+        parent, child = parse_frames(source.pose_tf)
+        pose_name, pose_type = f'tf:{parent}->{child}', poses[0].msgtype
+    else:
+        poses = [bags.select_topic(source.pose_topic, POSE_TYPES, 'pose')]
+        pose_name, pose_type = poses[0].name, poses[0].msgtype
+    pose_topics = {t.name for t in poses}
     stamps: list[int] = []
     pose_msgs: list[BagMessage] = []
     wanted = image.count if not source.limit else min(source.limit, image.count)
-    bar = tqdm(total=image.count + pose.count, desc='reading bag', unit='msg', leave=False)
+    bar = progress_bar(total=image.count + sum(t.count for t in poses), desc='reading bag',
+                       unit='msg', leave=False)
     with bar:
-        for msg in bags.messages([image.name, pose.name]):
+        for msg in bags.messages([image.name, *sorted(pose_topics)]):
             bar.update()
-            if msg.topic == pose.name:
+            if msg.topic in pose_topics:
                 pose_msgs.append(msg)
             elif len(stamps) < wanted:
                 stamps.append(msg.stamp_ns)
     if not stamps:
         raise BagError(f'image topic {image.name} has no messages')
-    track = track_from_messages(pose_msgs, source.utm_zone)
+    if source.pose_tf:
+        track = track_from_tf(pose_msgs, parent, child, source.max_gap_s)
+    else:
+        track = track_from_messages(pose_msgs, source.utm_zone)
     truth = interpolate_poses(track, np.asarray(stamps, np.int64), source.max_gap_s)
-    plan = QueryPlan(image.name, image.msgtype, pose.name, pose.msgtype, track, truth)
+    plan = QueryPlan(image.name, image.msgtype, pose_name, pose_type, track, truth)
     _report_skipped(plan, source.max_gap_s)
     return plan
+
+
+def _tf_topics(bags: BagSet) -> list:
+    """Return the TF topics of the recording (/tf and /tf_static, or namespaced ones)."""
+    found = [t for t in bags.topics.values() if t.msgtype in TF_TYPES]
+    if not found:
+        raise BagError(f'--pose-tf needs /tf or /tf_static ({TF_TYPES[0]}); topics there:\n'
+                       f'{bags.describe_topics()}')
+    return found
 
 
 def query_messages(bags: BagSet, plan: QueryPlan) -> Iterator[tuple[int, BagMessage]]:
@@ -107,27 +161,29 @@ def query_messages(bags: BagSet, plan: QueryPlan) -> Iterator[tuple[int, BagMess
         yield row, msg
 
 
-def scored_images(bags: BagSet, plan: QueryPlan) -> Iterator[tuple[int, BagMessage, np.ndarray]]:
+def scored_images(bags: BagSet, plan: QueryPlan, images: ImageConfig | None = None,
+                  counts: FrameCounts | None = None
+                  ) -> Iterator[tuple[int, BagMessage, np.ndarray]]:
     """Yield the images with ground truth, decoded: (row in plan.truth, message, RGB).
 
-    An image that cannot be decoded is logged and skipped, so it stays unanswered (a miss), as
-    the node would count it as a bad frame.
+    An image the decode policy (``images``) refuses is counted by cause in ``counts`` and
+    skipped, so it stays unanswered (a miss), as the node counts it as a bad frame. The first
+    image of each cause is logged; the caller prints the summary.
     """
-    bad = 0
+    cfg = images or ImageConfig()
+    counts = counts if counts is not None else FrameCounts()
     for row, msg in query_messages(bags, plan):
         if not plan.truth.valid[row]:
             continue
         try:
-            rgb = message_to_rgb(msg.msg)
+            rgb = message_to_rgb(msg.msg, cfg.max_pixels, cfg.min_pixels)
         except ImageError as err:
-            bad += 1
-            log.warning('%s image at stamp %d ns skipped: %s', plan.image_topic, msg.stamp_ns,
-                        err)
+            if counts.refuse(err):
+                log.warning('%s images skipped (%s), first at stamp %d ns: %s; the rest are '
+                            'counted', plan.image_topic, err.cause, msg.stamp_ns, err)
             continue
+        counts.usable += 1
         yield row, msg, rgb
-    if bad:
-        log.warning('%d images on %s could not be decoded; they count as misses', bad,
-                    plan.image_topic)
 
 
 def _report_skipped(plan: QueryPlan, max_gap_s: float) -> None:

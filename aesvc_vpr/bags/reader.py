@@ -5,6 +5,11 @@ and their messages are merged in bag (receive) time order. Type definitions embe
 (always in ROS 1, in rosbag2 from Iron on) are used, so bags with custom message types open; a
 rosbag2 without definitions falls back to the ROS 2 Kilted standard types. Only the topics asked
 for are deserialised. Every reader failure becomes a BagError that names the file.
+
+Recordings as a crash leaves them open too: a bare ``.mcap`` or ``.db3`` file, or a rosbag2
+folder without ``metadata.yaml``, is read from its storage files (MCAP and the sqlite3 tables
+describe themselves, as ``ros2 bag reindex`` knows), and an MCAP file cut off before its footer
+is read up to the damage (``mcap_recovery``), with a warning that says how much was lost.
 """
 
 from __future__ import annotations
@@ -15,10 +20,11 @@ import logging
 from pathlib import Path
 from typing import Iterator, Sequence
 
-from rosbags.highlevel import AnyReader, AnyReaderError
+from rosbags.highlevel import AnyReader
 from rosbags.typesys import get_typestore, Stores
 from rosbags.typesys.store import Typestore
 
+from aesvc_vpr.bags.mcap_recovery import RecoveredMcap
 from aesvc_vpr.common.stamps import stamp_ns
 from aesvc_vpr.errors import BagError
 
@@ -59,11 +65,13 @@ class BagMessage:
     bag: Path
 
 
-def resolve_bag_path(path: str | Path) -> Path:
-    """Turn what a user typed into the path rosbags expects.
+def resolve_bag_paths(path: str | Path) -> list[Path]:
+    """Turn what a user typed into the paths rosbags reads.
 
     A rosbag2 is its directory (with metadata.yaml); a ``.mcap`` or ``.db3`` file inside such a
-    directory is accepted too. A ROS 1 bag is its ``.bag`` file.
+    directory stands for the directory. Without metadata.yaml, the storage files themselves are
+    read (a bare file, or every ``.mcap``/``.db3`` file of the folder). A ROS 1 bag is its
+    ``.bag`` file.
 
     Raises:
         BagError: the path does not exist or is not a bag.
@@ -72,18 +80,19 @@ def resolve_bag_path(path: str | Path) -> Path:
     if not bag.exists():
         raise BagError(f'{bag}: no such bag file or directory')
     if bag.is_file() and bag.suffix in ROSBAG2_SUFFIXES:
-        if not (bag.parent / 'metadata.yaml').is_file():
-            raise BagError(
-                f'{bag}: a rosbag2 storage file without metadata.yaml beside it; run '
-                f'`ros2 bag reindex {bag.parent}` to recreate it')
-        return bag.parent
+        return [bag.parent if (bag.parent / 'metadata.yaml').is_file() else bag]
     if bag.is_dir() and not (bag / 'metadata.yaml').is_file():
-        raise BagError(f'{bag}: a directory without metadata.yaml is not a rosbag2; pass the bag '
-                       'directory (rosbag2) or the .bag file (ROS 1)')
+        storage = sorted(p for p in bag.iterdir() if p.suffix in ROSBAG2_SUFFIXES)
+        if not storage:
+            raise BagError(f'{bag}: a directory without metadata.yaml or .mcap/.db3 files is not '
+                           'a rosbag2; pass the bag directory (rosbag2) or the .bag file (ROS 1)')
+        log.info('%s: no metadata.yaml; reading its storage files %s', bag,
+                 ', '.join(p.name for p in storage))
+        return storage
     if bag.is_file() and bag.suffix != '.bag':
         raise BagError(f'{bag}: not a bag (expected a .bag file, a rosbag2 directory, '
-                       'or a .mcap/.db3 file inside one)')
-    return bag
+                       'or a .mcap/.db3 file)')
+    return [bag]
 
 
 class BagSet:
@@ -93,7 +102,7 @@ class BagSet:
         """Check the paths; the bags are opened on ``__enter__``.
 
         Args:
-            paths: bag files or rosbag2 directories (see ``resolve_bag_path``).
+            paths: bag files or rosbag2 directories (see ``resolve_bag_paths``).
 
         Raises:
             BagError: a path is missing or not a bag; on ``__enter__``, a bag that is empty,
@@ -101,8 +110,8 @@ class BagSet:
         """
         if not paths:
             raise BagError('no bag given')
-        self.paths = [resolve_bag_path(p) for p in paths]
-        self._readers: list[AnyReader] = []
+        self.paths = [p for path in paths for p in resolve_bag_paths(path)]
+        self._readers: list[AnyReader | RecoveredMcap] = []
 
     def __enter__(self) -> BagSet:
         """Open every bag (all or none)."""
@@ -185,7 +194,7 @@ class BagSet:
         streams = [self._read(reader, set(topics)) for reader in self._readers]
         yield from heapq.merge(*streams, key=lambda m: m.log_ns)
 
-    def _read(self, reader: AnyReader, topics: set[str]) -> Iterator[BagMessage]:
+    def _read(self, reader: AnyReader | RecoveredMcap, topics: set[str]) -> Iterator[BagMessage]:
         path = Path(reader.paths[0])
         connections = [c for c in reader.connections if c.topic in topics]
         if not connections:
@@ -215,20 +224,34 @@ class BagSet:
                 'it, or try `mcap recover` / `ros2 bag reindex`')
 
 
-def _open_reader(path: Path) -> AnyReader:
+def _open_reader(path: Path) -> AnyReader | RecoveredMcap:
     is_ros2 = path.suffix != '.bag'
     default = get_typestore(Stores.ROS2_KILTED if is_ros2 else Stores.ROS1_NOETIC)
     reader = AnyReader([path], default_typestore=default)
     try:
         reader.open()
-    except (AnyReaderError, OSError) as err:
-        raise BagError(f'{path}: cannot open the bag, it is truncated, corrupt or not a bag '
-                       f'({err})') from err
+    # random bytes fail in rosbags' parsers in many ways (UnicodeDecodeError, struct.error,
+    # KeyError, ...); each means the same to a user: not a readable bag
+    except Exception as err:  # noqa: BLE001
+        mcap = _mcap_file(path)
+        if mcap is None:
+            raise BagError(f'{path}: cannot open the bag, it is truncated, corrupt or not a bag '
+                           f'({type(err).__name__}: {err})') from err
+        log.warning('%s: rosbags cannot open it (%s); reading it record by record', path, err)
+        return RecoveredMcap(mcap, default)
     _add_missing_types(reader, default)
     if reader.message_count == 0:
         reader.close()
         raise BagError(f'{path}: the bag is empty (no messages)')
     return reader
+
+
+def _mcap_file(path: Path) -> Path | None:
+    """Return the one MCAP file of a bag path, None for other storage."""
+    if path.suffix == '.mcap':
+        return path
+    files = sorted(path.glob('*.mcap')) if path.is_dir() else []
+    return files[0] if len(files) == 1 else None
 
 
 def _add_missing_types(reader: AnyReader, default: Typestore) -> None:

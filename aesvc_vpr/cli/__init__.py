@@ -39,9 +39,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     level = logging.WARNING - 10 * min(args.verbose + 1, 2)
     logging.basicConfig(level=level, format='%(levelname)s %(name)s: %(message)s')
+    # faiss logs which CPU build it loads (six INFO lines, one a ModuleNotFoundError for the
+    # AVX2 build it tries first): noise that looks like failure unless asked for with -vv
+    logging.getLogger('faiss.loader').setLevel(logging.DEBUG if args.verbose > 1
+                                               else logging.WARNING)
     try:
         return int(args._run(args))
     except VprError as err:
+        print(f'error: {err}', file=sys.stderr)
+        return 1
+    except OSError as err:      # a file the command had to touch; the message names it
         print(f'error: {err}', file=sys.stderr)
         return 1
     except KeyboardInterrupt:

@@ -50,15 +50,20 @@ def loop_config(pairs: Sequence[str]) -> LoopClosureConfig:
 
 def run_loop_closure(args: argparse.Namespace) -> int:
     """Embed the recording's images, run the detector, print and write the loop report."""
-    from aesvc_vpr.bags.queries import plan_queries
+    from aesvc_vpr.bags.queries import FrameCounts, plan_queries
     from aesvc_vpr.bags.reader import BagSet
-    from aesvc_vpr.cli._source import source_from_args
+    from aesvc_vpr.cli._images import image_config
+    from aesvc_vpr.cli._source import print_unusable, source_from_args
     from aesvc_vpr.evaluation.loop_eval import evaluate_loops
     from aesvc_vpr.replay.loops import format_loop_table, loop_frames, write_loop_report
+    from aesvc_vpr.replay.offline import check_usable
+    from aesvc_vpr.replay.report import check_report_dir
     from aesvc_vpr.retrieval.encoder import Encoder
 
     cfg = loop_config(args.loop)
     source = source_from_args(args, '')
+    check_report_dir(args.out)          # before the work, so no result is lost at the end
+    counts = FrameCounts()
     with BagSet(source.bags) as bags:
         plan = plan_queries(bags, source)     # bad topics fail here, before a model loads
         encoder = Encoder.load(backbone_config(args, 'auto'), args.head)
@@ -69,8 +74,10 @@ def run_loop_closure(args: argparse.Namespace) -> int:
         def embed(images: Sequence[np.ndarray]) -> np.ndarray:
             return encoder.embed(images)[1]
 
-        report = evaluate_loops(loop_frames(bags, plan, not args.no_odometry), cfg,
-                                radius_m=args.radius_m, prefix_dim=prefix_dim, embed=embed)
+        frames = loop_frames(bags, plan, not args.no_odometry, image_config(args), counts)
+        report = evaluate_loops(frames, cfg, radius_m=args.radius_m, prefix_dim=prefix_dim,
+                                embed=embed)
+    check_usable(counts, plan)
     backbone = encoder.backbone
     parameters = {
         'mode': 'loop_closure (bag-eval)', 'bags': list(source.bags),
@@ -78,11 +85,13 @@ def run_loop_closure(args: argparse.Namespace) -> int:
         'backbone': backbone.name, 'backbone_fingerprint': backbone.fingerprint,
         'head_fingerprint': encoder.head_fingerprint,
         'prefix_dim': prefix_dim, 'radius_m': args.radius_m,
-        'odometry': not args.no_odometry, 'loop_closure': dataclasses.asdict(cfg)}
+        'odometry': not args.no_odometry, 'loop_closure': dataclasses.asdict(cfg),
+        'images_unusable': dict(counts.refused)}
     paths = write_loop_report(args.out, report, parameters)
     prefix = prefix_dim or 'full'
     print(format_loop_table(report, f'bag-eval loop closure: {plan.image_topic} '
                                     f'(prefix {prefix}, radius {args.radius_m:g} m)'))
     print(f'{plan.truth.skipped} of {plan.total} images had no ground truth and were skipped')
+    print_unusable(counts.refused, counts.total)
     print('report: ' + ', '.join(str(p) for p in paths.values()))
     return 0

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from aesvc_vpr.cli._backbone import add_backbone_arguments, backbone_config
+from aesvc_vpr.cli._images import add_image_arguments, image_config
 from aesvc_vpr.cli._loop_closure import add_loop_arguments, run_loop_closure
 from aesvc_vpr.cli._source import (add_source_arguments, list_topics, print_summary,
                                    source_from_args)
@@ -23,6 +24,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--map', default='', help='map directory (from build-map)')
     add_source_arguments(parser)
     parser.add_argument('--head', default='', help="head file (default: the map's own head)")
+    add_image_arguments(parser)
     add_backbone_arguments(parser, model_from="the map's; 'auto' without a map")
     parser.add_argument('--prefix-dim', type=int, default=64, help='embedding prefix searched')
     parser.add_argument('--index-type', default='flat', choices=('flat', 'ivf', 'hnsw'))
@@ -44,24 +46,26 @@ def run(args: argparse.Namespace) -> int:
     from aesvc_vpr.bags.reader import BagSet
     from aesvc_vpr.config import MatchConfig, SearchConfig
     from aesvc_vpr.replay.offline import localizer_settings, replay_bag, replay_parameters
-    from aesvc_vpr.replay.report import format_table, report_replay
+    from aesvc_vpr.replay.report import check_report_dir, format_table, report_replay
     from aesvc_vpr.retrieval.localizer import Localizer
     from aesvc_vpr.retrieval.mapdb import MapDatabase
 
     mapdb = MapDatabase.load(args.map)
     source = source_from_args(args, mapdb.utm_zone)
+    check_report_dir(args.out)          # before the work, so no result is lost at the end
     with BagSet(source.bags) as bags:
         plan = plan_queries(bags, source)      # bad topics fail here, before a model loads
         backbone_cfg = backbone_config(args, mapdb.backbone_name)
         localizer = Localizer.from_config(backbone_cfg, args.head, args.map,
                                           SearchConfig(args.prefix_dim, args.index_type),
                                           MatchConfig(top_k=args.top_k, radius_m=args.radius_m))
-        frames = replay_bag(localizer, bags, plan)
+        frames = replay_bag(localizer, bags, plan, image_config(args))
     parameters = replay_parameters(source, plan, localizer.mapdb, args.radius_m,
+                                   images_unusable=frames.unusable,
                                    **localizer_settings(localizer))
     scores, paths = report_replay(args.out, frames, localizer.mapdb.utm, args.radius_m,
                                   parameters, {'mode': 'offline (bag-eval)'})
     print_summary(format_table(scores, f'bag-eval: {plan.image_topic} vs {args.map} (prefix '
                                        f'{localizer.prefix_dim}, radius {args.radius_m:g} m)'),
-                  plan, paths)
+                  plan, paths, frames.unusable)
     return 0

@@ -54,10 +54,12 @@ def run(args: argparse.Namespace) -> int:
     from aesvc_vpr.replay.offline import replay_parameters
     from aesvc_vpr.replay.report import format_table, report_replay
     from aesvc_vpr.retrieval.mapdb import MapDatabase
+    from aesvc_vpr.replay.report import check_report_dir
     from aesvc_vpr.ros.bag_player import play_bag
 
     mapdb = MapDatabase.load(args.map)
     source = source_from_args(args, mapdb.utm_zone)
+    check_report_dir(args.out)          # before the work, so no result is lost at the end
     cfg = PlayConfig(args.rate, args.namespace, args.node_name, args.startup_timeout_s,
                      args.settle_s, args.image_reliability)
     settings = {'mode': 'live node (bag-play)', 'rate': args.rate, 'spawned': args.spawn_node,

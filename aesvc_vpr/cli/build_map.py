@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from aesvc_vpr.cli._backbone import add_backbone_arguments, backbone_config
+from aesvc_vpr.cli._images import add_image_arguments, image_config
 
 NAME = 'build-map'
 HELP = 'embed database images into a map directory; re-run to resume after an interruption'
@@ -21,8 +22,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     head = parser.add_mutually_exclusive_group()
     head.add_argument('--head', default='', help='trained head file to project with')
     head.add_argument('--train-head', action='store_true',
-                      help='train a head on the map (default settings) into MAP/head.safetensors')
+                      help='train a head on the map (default settings) into '
+                           'MAP/head-<sha12>.safetensors')
     parser.add_argument('--epochs', type=int, default=None, help='head training epochs')
+    parser.add_argument('--max-failed-fraction', type=float, default=0.05,
+                        help='fail the build (keeping what was embedded) when more than this '
+                             'share of the images cannot be used (default %(default)s)')
+    add_image_arguments(parser)
     add_backbone_arguments(parser)
 
 
@@ -41,7 +47,8 @@ def run(args: argparse.Namespace) -> int:
         train = (HeadConfig(), train_cfg)
     mapdb = build_map(dataset.database, args.map, encoder.backbone, batch_size=args.batch_size,
                       chunk_size=args.chunk_size, projector=encoder.projector, train=train,
-                      source=str(args.dataset))
+                      source=str(args.dataset), max_failed_fraction=args.max_failed_fraction,
+                      images=image_config(args))
     print(f'{mapdb.root}: {mapdb.count} entries ({len(mapdb.failed_images)} images failed), '
           f'{mapdb.backbone_name} raw {mapdb.raw.shape[1]}-d, embeddings '
           f'{mapdb.embeddings.shape[1]}-d, head {mapdb.head_fingerprint[:12] or "none"}, '

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from aesvc_vpr.cli._backbone import add_backbone_arguments, backbone_config
+from aesvc_vpr.cli._images import add_image_arguments, image_config
 from aesvc_vpr.config import DEFAULT_PREFIX_SIZES, RecallConfig
 
 NAME = 'eval'
@@ -30,11 +31,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--limit', type=int, default=0, help='use only the first N queries')
     parser.add_argument('--json', default='eval.json', help='report file (default %(default)s)')
     parser.add_argument('--plot', default='eval.png', help='plot file (default %(default)s)')
+    add_image_arguments(parser)
     add_backbone_arguments(parser)
 
 
 def run(args: argparse.Namespace) -> int:
     """Embed the queries, evaluate, and print the table."""
+    from aesvc_vpr.common.fileio import check_writable
     from aesvc_vpr.data.datasets import load_dataset
     from aesvc_vpr.errors import ConfigError
     from aesvc_vpr.evaluation.map_eval import evaluate_map, format_table, plot_recall, write_json
@@ -45,6 +48,12 @@ def run(args: argparse.Namespace) -> int:
         sizes = [int(s) for s in args.sizes.split(',') if s.strip()]
     except ValueError as err:
         raise ConfigError(f'--sizes must be comma-separated integers, got {args.sizes!r}') from err
+    for flag, path in (('--json', args.json), ('--plot', args.plot)):
+        try:
+            check_writable(path)      # before the work, not after the table is printed
+        except OSError as err:
+            raise ConfigError(f'{flag} {path}: cannot write there ({err.strerror or err}); '
+                              'choose a writable path') from err
     dataset = load_dataset(args.dataset, args.image_root)
     queries = dataset.queries
     if args.limit:
@@ -55,7 +64,7 @@ def run(args: argparse.Namespace) -> int:
     mapdb = MapDatabase.load(args.map, encoder.backbone)
     encoder = encoder.with_head(args.head or mapdb.head_file)
     report = evaluate_map(mapdb, queries, encoder, sizes, cfg, pca=not args.no_pca,
-                          batch_size=args.batch_size)
+                          batch_size=args.batch_size, images=image_config(args))
     report['dataset'] = str(args.dataset)
     print(format_table(report))
     write_json(report, args.json)

@@ -31,7 +31,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Write the bag; prints where it went and what is in it."""
-    from tqdm import tqdm
+    from aesvc_vpr.common.progress import progress_bar
 
     from aesvc_vpr.bags.writer import BagLayout, write_query_bag
     from aesvc_vpr.data.bag_frames import frames_from_set
@@ -43,8 +43,8 @@ def run(args: argparse.Namespace) -> int:
         images = images.subset(range(min(args.limit, len(images))))
     layout = BagLayout(storage=args.storage, image_topic=args.image_topic,
                        pose_topic=args.pose_topic, image_format=args.image_format)
-    frames = tqdm(frames_from_set(images, args.period_s), total=len(images), desc='writing bag',
-                  unit='img')
+    frames = progress_bar(frames_from_set(images, args.period_s), total=len(images),
+                          desc='writing bag', unit='img')
     count = write_query_bag(args.out, frames, layout, overwrite=args.force)
     print(f'{args.out}: {count} images ({args.split}) on {layout.image_topic} '
           f'({args.image_format}), Odometry ground truth on {layout.pose_topic} '

@@ -65,8 +65,10 @@ def run(args: argparse.Namespace) -> int:
     source = Path(args.embeddings)
     if source.is_dir():
         from aesvc_vpr.retrieval.mapdb import MapDatabase
-        mapdb = MapDatabase.load(source)
-        raw, backbone, utm = mapdb.raw, mapdb.backbone_name, mapdb.utm
+        mapdb = MapDatabase.load(source, kind=None)      # a keyframe store's raw rows train too
+        raw, backbone = mapdb.raw, mapdb.backbone_name
+        # positions choose the epochs; a keyframe store may lack some (no odometry)
+        utm = mapdb.utm if np.isfinite(mapdb.utm).all() else None
         if args.backbone and args.backbone != backbone:
             raise ConfigError(f'--backbone {args.backbone!r} but map {source} was built with '
                               f'{backbone!r}; drop --backbone or use a matching map')

@@ -10,13 +10,17 @@ from typing import IO, Iterator
 
 import numpy as np
 
+from aesvc_vpr.common.crashpoints import crash_point
+
 
 @contextlib.contextmanager
-def atomic_write(path: str | os.PathLike, mode: str = 'wb') -> Iterator[IO]:
+def atomic_write(path: str | os.PathLike, mode: str = 'wb', step: str = '') -> Iterator[IO]:
     """Open a temporary file beside ``path`` and rename it over ``path`` on success.
 
     A reader (or a process killed mid-write) sees the old file or the complete new one, never a
-    partial one; on an exception the temporary file is removed and ``path`` is untouched.
+    partial one; on an exception the temporary file is removed and ``path`` is untouched. The
+    data and the rename are flushed to disk before this returns. ``step`` names the crash point
+    between the complete temporary file and the rename (see ``crashpoints``).
     """
     path = Path(path)
     tmp = path.with_name(f'.{path.name}.{os.getpid()}.tmp')
@@ -25,9 +29,46 @@ def atomic_write(path: str | os.PathLike, mode: str = 'wb') -> Iterator[IO]:
             yield f
             f.flush()
             os.fsync(f.fileno())
+        if step:
+            crash_point(step)
         os.replace(tmp, path)
+        fsync_dir(path.parent)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def fsync_dir(folder: str | os.PathLike) -> None:
+    """Make renames and deletions in ``folder`` durable (a no-op where directories can't sync)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def check_writable(path: str | os.PathLike) -> None:
+    """Fail now, not after the work, when a file cannot be written at ``path``.
+
+    Creates the parent folder if needed and writes and removes a probe file beside ``path``.
+
+    Raises:
+        OSError: the folder cannot be created or written (the message names it).
+    """
+    path = Path(path)
+    if path.is_dir():
+        raise IsADirectoryError(21, 'is a directory', str(path))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    probe = path.with_name(f'.{path.name}.{os.getpid()}.probe')
+    try:
+        with open(probe, 'wb'):
+            pass
+    finally:
+        probe.unlink(missing_ok=True)
 
 
 def save_npy(path: str | os.PathLike, array: np.ndarray) -> None:

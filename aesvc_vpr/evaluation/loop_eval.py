@@ -22,8 +22,8 @@ import time
 from typing import Callable, Iterable, Sequence
 
 import numpy as np
-from tqdm import tqdm
 
+from aesvc_vpr.common.progress import progress_bar
 from aesvc_vpr.config import LoopClosureConfig
 from aesvc_vpr.errors import EvaluationError
 from aesvc_vpr.loop.detector import LoopClosure, LoopClosureDetector
@@ -161,8 +161,8 @@ def evaluate_loops(frames: Iterable[LoopFrame], cfg: LoopClosureConfig, *, radiu
     scores = _scores(closures, positives, index_of)
     grid = np.linspace(0.0, 1.0, 21) if thresholds is None else thresholds
     curve = []
-    for threshold in tqdm(sorted({round(float(t), 6) for t in (*grid, cfg.min_score)}),
-                          desc='PR sweep', unit='thr', leave=False):
+    for threshold in progress_bar(sorted({round(float(t), 6) for t in (*grid, cfg.min_score)}),
+                                  desc='PR sweep', unit='thr', leave=False):
         curve.append({'threshold': threshold,
                       **_scores(run(threshold)[0], positives, index_of)})
     perfect = [p['recall'] for p in curve if p['precision'] == 1.0 and p['published']]
@@ -188,7 +188,7 @@ def _prepare(frames: Iterable[LoopFrame], cfg: LoopClosureConfig,
              embed: Callable[[Sequence[np.ndarray]], np.ndarray] | None) -> tuple:
     """Embed once and keep only what the sweep needs (thumbnails, not full images)."""
     stamps, gt, embeddings, thumbs, odoms, embed_ms = [], [], [], [], [], []
-    for frame in tqdm(frames, desc='frames', unit='frame', leave=False):
+    for frame in progress_bar(frames, desc='frames', unit='frame', leave=False):
         vector = frame.embedding
         if vector is None:
             if frame.image is None or embed is None:

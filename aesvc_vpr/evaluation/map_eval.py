@@ -18,7 +18,7 @@ import numpy as np
 
 from aesvc_vpr.backbone.feed import embed_paths
 from aesvc_vpr.common.fileio import atomic_write
-from aesvc_vpr.config import RecallConfig
+from aesvc_vpr.config import ImageConfig, RecallConfig
 from aesvc_vpr.data.datasets import GeoImageSet
 from aesvc_vpr.errors import EvaluationError
 from aesvc_vpr.head.baselines import AesvcEncoder, PCA
@@ -110,13 +110,14 @@ def evaluate_representations(database_utm: np.ndarray, query_utm: np.ndarray,
 
 def evaluate_map(mapdb: MapDatabase, queries: GeoImageSet, encoder: Encoder,
                  dims: Sequence[int], cfg: RecallConfig, pca: bool = True, batch_size: int = 8,
-                 progress: bool = True) -> dict[str, Any]:
+                 progress: bool = True, images: ImageConfig | None = None) -> dict[str, Any]:
     """Embed the query images and evaluate the map: head, teacher, raw, PCA and PCA-whitening.
 
     The teacher row (``aesvc``) is the head's AE-SVC latent used directly; the PCA rows are
     fitted on the map's raw embeddings (no labels, like the head).
 
-    Queries that fail to decode are left out and counted in ``queries_failed``.
+    Queries that fail the decode policy (``images``) are left out and counted in
+    ``queries_failed``.
 
     Raises:
         MapError: the map does not belong to this backbone/head.
@@ -128,7 +129,7 @@ def evaluate_map(mapdb: MapDatabase, queries: GeoImageSet, encoder: Encoder,
         raise EvaluationError(f'{queries.source}: queries are in UTM zone {queries.utm_zone}, '
                               f'map {mapdb.root} in {mapdb.utm_zone}')
     raw, rows, failures = embed_paths(encoder.backbone, queries.paths, batch_size, 'queries',
-                                      progress)
+                                      progress, images)
     if not len(rows):
         raise EvaluationError(f'{queries.source}: none of the {len(queries)} query images decode')
     database_raw = mapdb.raw.astype(np.float32)
@@ -169,9 +170,16 @@ def format_table(report: dict[str, Any]) -> str:
 
 
 def write_json(report: dict[str, Any], path: str | os.PathLike) -> None:
-    """Write the report atomically."""
-    with atomic_write(path, 'w') as f:
-        json.dump(report, f, indent=1)
+    """Write the report atomically.
+
+    Raises:
+        EvaluationError: the file cannot be written.
+    """
+    try:
+        with atomic_write(path, 'w') as f:
+            json.dump(report, f, indent=1)
+    except OSError as err:
+        raise EvaluationError(f'{path}: cannot write the report ({err})') from err
 
 
 def plot_recall(report: dict[str, Any], path: str | os.PathLike) -> None:
@@ -197,6 +205,10 @@ def plot_recall(report: dict[str, Any], path: str | os.PathLike) -> None:
     fig.suptitle(f'{report["queries"]} queries, {report["database"]} database images, '
                  f'positives within {protocol["radius_m"]} m')
     fig.tight_layout()
-    with atomic_write(path) as f:
-        fig.savefig(f, format='png', dpi=100)
-    plt.close(fig)
+    try:
+        with atomic_write(path) as f:
+            fig.savefig(f, format='png', dpi=100)
+    except OSError as err:
+        raise EvaluationError(f'{path}: cannot write the plot ({err})') from err
+    finally:
+        plt.close(fig)

@@ -16,8 +16,8 @@ from typing import Callable, Iterator, Sequence
 import numpy as np
 import torch
 from torch import nn
-from tqdm import tqdm
 
+from aesvc_vpr.common.progress import progress_bar
 from aesvc_vpr.config import TrainConfig
 
 LossFn = Callable[..., dict[str, torch.Tensor]]
@@ -67,7 +67,7 @@ def fit(module: nn.Module, loss_fn: LossFn, train: Sequence[torch.Tensor],
             without a better eligible score, without one run them all.
         judge: held-out scorer; None keeps the last epoch.
         desc: progress-bar label.
-        progress: show a tqdm bar.
+        progress: show a progress bar (on a terminal).
     """
     with torch_threads(cfg.threads):
         result = FitResult()
@@ -80,8 +80,8 @@ def fit(module: nn.Module, loss_fn: LossFn, train: Sequence[torch.Tensor],
         rows = train[0].shape[0]
         batch = min(cfg.batch_size, rows)
         stale = 0
-        for epoch in tqdm(range(1, epochs + 1), desc=desc, unit='epoch', disable=not progress,
-                          leave=False):
+        for epoch in progress_bar(range(1, epochs + 1), desc=desc, unit='epoch',
+                                  enabled=progress, leave=False):
             module.train()
             order = torch.randperm(rows, generator=generator)
             for start in range(0, rows - batch + 1, batch):

@@ -172,7 +172,7 @@ def train_student(student: SS2DStudent, x: torch.Tensor, teacher: torch.Tensor,
         judge: held-out scorer choosing the epoch (see ``fitting.fit``); None trains exactly
             ``epochs`` epochs.
         epochs: at most this many (default ``cfg.epochs``).
-        progress: show a tqdm bar.
+        progress: show a progress bar (on a terminal).
     """
     def step(module: nn.Module, batch: torch.Tensor, z: torch.Tensor) -> dict[str, torch.Tensor]:
         return ss2d_losses(z, module(batch), prefix_sizes, cfg)
@@ -224,7 +224,7 @@ def fit_head(raw: np.ndarray, head_cfg: HeadConfig, train_cfg: TrainConfig,
         raw: (N, D) backbone embeddings (any float dtype), not normalised, in capture order.
         head_cfg: latent size, hidden width and prefix sizes.
         train_cfg: loss weights, tau, size weights and optimisation settings.
-        progress: show tqdm bars.
+        progress: show progress bars (on a terminal).
         utm: (N, 2) positions of the rows (a map's); None chooses the student's epoch by the
             held-out (SS)2D loss instead of retrieval among the rows.
         radius_m: positives radius of the geotag score.
@@ -288,7 +288,7 @@ def train_head(raw: np.ndarray, backbone_name: str, head_cfg: HeadConfig,
         backbone_name: stored in the head file and checked when it is loaded.
         head_cfg, train_cfg: the settings; both are stored in the head file.
         out_path: the ``.safetensors`` file to write (atomically).
-        progress: show tqdm bars.
+        progress: show progress bars (on a terminal).
         utm: (N, 2) positions of the rows, when known (a map's): they choose the epochs.
 
     Returns:

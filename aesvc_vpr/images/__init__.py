@@ -9,5 +9,6 @@ __all__, __getattr__ = lazy_exports(__name__, {
     'as_rgb_uint8': 'rgb', 'read_rgb': 'files', 'image_files': 'files',
     'IMAGE_SUFFIXES': 'files', 'decoded_batches': 'files', 'DecodedBatch': 'files',
     'Failure': 'files', 'log_failures': 'files', 'message_to_rgb': 'messages',
-    'DEFAULT_MAX_PIXELS': 'messages',
+    'DEFAULT_MAX_PIXELS': 'messages', 'DEFAULT_MIN_PIXELS': 'messages',
+    'decode_file_bytes': 'decode', 'checked_shape': 'decode', 'compressed_shape': 'decode',
 })

@@ -1,8 +1,9 @@
 """Images decoded in a background thread, so the backbone never waits for the disk or the codec.
 
-Undecodable images are reported as failures with their row and reason, never dropped silently.
-OpenCV releases the GIL while it reads and decodes, so one decoding thread overlaps the
-backbone's forward pass.
+Every file passes the one decode policy (``decode``: size from the header, pixel limits,
+complete data). Refused and undecodable images are reported as failures with their row and
+reason, never dropped silently. OpenCV releases the GIL while it decodes, so one decoding thread
+overlaps the backbone's forward pass.
 """
 
 from __future__ import annotations
@@ -17,7 +18,9 @@ from typing import Iterable, Iterator, Sequence
 import cv2
 import numpy as np
 
+from aesvc_vpr.config import ImageConfig
 from aesvc_vpr.errors import ImageError
+from aesvc_vpr.images.decode import decode_file_bytes
 from aesvc_vpr.images.rgb import as_rgb_uint8
 
 log = logging.getLogger(__name__)
@@ -54,26 +57,32 @@ def image_files(folder: Path) -> list[Path]:
                   if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
 
 
-def read_rgb(path: str) -> np.ndarray:
-    """Read an image file as (H, W, 3) uint8 RGB.
+def read_rgb(path: str, cfg: ImageConfig | None = None) -> np.ndarray:
+    """Read an image file as (H, W, 3) uint8 RGB under the decode policy ``cfg``.
 
     Raises:
-        ImageError: missing, unreadable or undecodable file.
+        ImageError: a missing or unreadable file, a truncated or corrupt one, or a size outside
+            the configured pixel counts (checked from the header, before decoding).
     """
-    bgr = cv2.imread(path, cv2.IMREAD_COLOR)
-    if bgr is None:
-        raise ImageError(f'{path}: cannot read or decode the image')
+    try:
+        data = np.fromfile(path, np.uint8)
+    except OSError as err:
+        raise ImageError(f'{path}: cannot read or decode the image ({err.strerror or err})',
+                         'unreadable') from err
+    bgr = decode_file_bytes(data, path, cfg or ImageConfig())
     return as_rgb_uint8(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
 
 
 def decoded_batches(paths: Sequence[str], groups: Iterable[Sequence[int]],
-                    prefetch: int = PREFETCH_BATCHES) -> Iterator[DecodedBatch]:
+                    prefetch: int = PREFETCH_BATCHES,
+                    cfg: ImageConfig | None = None) -> Iterator[DecodedBatch]:
     """Decode ``paths`` group by group in a background thread, ``prefetch`` groups ahead.
 
     Args:
         paths: image files.
         groups: row groups (e.g. batches) in the order they are wanted.
         prefetch: groups decoded ahead of the consumer.
+        cfg: the decode policy (default ``ImageConfig()``).
 
     Yields:
         one DecodedBatch per group, in order.
@@ -87,7 +96,7 @@ def decoded_batches(paths: Sequence[str], groups: Iterable[Sequence[int]],
             for group in groups:
                 if stop.is_set():
                     return
-                out.put(_decode(paths, group))
+                out.put(_decode(paths, group, cfg or ImageConfig()))
         except BaseException as err:     # noqa: B902 - handed to the consumer, re-raised there
             out.put(err)
         out.put(done)
@@ -112,15 +121,15 @@ def log_failures(failures: Sequence[Failure], what: str) -> None:
     """One warning line per run with the count and the first few failures."""
     if failures:
         shown = '; '.join(f'{f.path}: {f.reason}' for f in failures[:3])
-        log.warning('%s: skipped %d undecodable image(s): %s%s', what, len(failures), shown,
+        log.warning('%s: skipped %d unusable image(s): %s%s', what, len(failures), shown,
                     ' ...' if len(failures) > 3 else '')
 
 
-def _decode(paths: Sequence[str], group: Sequence[int]) -> DecodedBatch:
+def _decode(paths: Sequence[str], group: Sequence[int], cfg: ImageConfig) -> DecodedBatch:
     rows, images, failures = [], [], []
     for row in group:
         try:
-            images.append(read_rgb(paths[row]))
+            images.append(read_rgb(paths[row], cfg))
             rows.append(row)
         except ImageError as err:
             failures.append(Failure(int(row), paths[row], str(err)))

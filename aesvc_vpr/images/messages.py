@@ -24,17 +24,14 @@ from rosbags.image import image_to_cvimage
 from rosbags.image import ImageError as RosbagsImageError
 from rosbags.image.image import Format, to_cvtype
 
+from aesvc_vpr.config import ImageConfig
 from aesvc_vpr.errors import ImageError
+from aesvc_vpr.images.decode import check_max_pixels, check_min_pixels, checked_shape
+from aesvc_vpr.images.decode import is_compressed_image
 from aesvc_vpr.images.rgb import as_rgb_uint8
 
-# 50 MP: above any camera a robot streams, below the size where one frame costs > 150 MB.
-DEFAULT_MAX_PIXELS = 50_000_000
-_PNG_MAGIC = b'\x89PNG\r\n\x1a\n'
-_JPEG_MAGIC = b'\xff\xd8'
-# JPEG start-of-frame markers carry the image size; C4 (DHT), C8 (JPG) and CC (DAC) do not.
-_JPEG_SOF = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
-# Markers without a length field (RSTn, TEM).
-_JPEG_STANDALONE = frozenset(range(0xD0, 0xD8)) | {0x01}
+DEFAULT_MAX_PIXELS = ImageConfig().max_pixels
+DEFAULT_MIN_PIXELS = ImageConfig().min_pixels
 _PLANAR_YUV = ('nv12', 'nv21')
 # OpenCV decodes to 1, 3 or 4 channels: channel count -> the rosbags-image source encoding.
 _DECODED_ENCODING = {1: 'mono8', 3: 'bgr8', 4: 'bgra8'}
@@ -51,27 +48,31 @@ class _RawImage:
     data: np.ndarray
 
 
-def message_to_rgb(msg: Any, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
-    """Convert an Image or CompressedImage message to RGB.
+def message_to_rgb(msg: Any, max_pixels: int = DEFAULT_MAX_PIXELS,
+                   min_pixels: int = DEFAULT_MIN_PIXELS) -> np.ndarray:
+    """Convert an Image or CompressedImage message to RGB, under the images' decode policy.
 
     Args:
         msg: a ``sensor_msgs/Image`` or ``sensor_msgs/CompressedImage`` (rclpy or rosbags).
         max_pixels: larger images are refused before anything is allocated.
+        min_pixels: smaller images are refused (``ImageConfig``, as for image files).
 
     Returns:
         (H, W, 3) uint8 RGB, C-contiguous, never a view of the message's buffer.
 
     Raises:
         ImageError: unknown or non-camera encoding, zero size, step/data size mismatch,
-            oversize image, or compressed data that is not a decodable JPEG or PNG.
+            oversize or undersize image, or compressed data that is not a complete, decodable
+            JPEG or PNG; ``cause`` says which.
     """
     if hasattr(msg, 'format'):
-        rgb = _compressed_to_rgb(msg, max_pixels)
+        rgb = _compressed_to_rgb(msg, max_pixels, min_pixels)
     elif hasattr(msg, 'encoding'):
-        rgb = _raw_to_rgb(msg, max_pixels)
+        rgb = _raw_to_rgb(msg, max_pixels, min_pixels)
     else:
         raise ImageError(
-            f'{type(msg).__name__} is neither a sensor_msgs Image nor CompressedImage')
+            f'{type(msg).__name__} is neither a sensor_msgs Image nor CompressedImage',
+            'not an image')
     return as_rgb_uint8(rgb)
 
 
@@ -79,40 +80,33 @@ def _buffer(msg: Any) -> np.ndarray:
     try:
         return np.frombuffer(msg.data, np.uint8)
     except (TypeError, ValueError) as err:
-        raise ImageError(f'image data is not a byte buffer ({type(msg.data).__name__})') from err
+        raise ImageError(f'image data is not a byte buffer ({type(msg.data).__name__})',
+                         'bad data') from err
 
 
-def _check_size(height: int, width: int, max_pixels: int) -> None:
-    if height <= 0 or width <= 0:
-        raise ImageError(f'zero-size image: {width}x{height}')
-    if height * width > max_pixels:
-        raise ImageError(
-            f'image {width}x{height} has {height * width / 1e6:.1f} MP, more than the limit of '
-            f'{max_pixels / 1e6:.1f} MP; downscale at the camera or raise max_image_pixels')
-
-
-def _raw_to_rgb(msg: Any, max_pixels: int) -> np.ndarray:
+def _raw_to_rgb(msg: Any, max_pixels: int, min_pixels: int) -> np.ndarray:
     encoding = str(msg.encoding)
     try:
         depth_bits, fmt, _, channels = to_cvtype(encoding)
     except RosbagsImageError as err:
-        raise ImageError(f'unknown image encoding {encoding!r}') from err
+        raise ImageError(f'unknown image encoding {encoding!r}', 'unknown encoding') from err
     if fmt == Format.GENERIC or encoding in _PLANAR_YUV:
         # 32FC1 depth or 16UC1 may hold NaN or metric values; planar YUV has 1.5 rows per row
         raise ImageError(
             f'encoding {encoding!r} is not supported (depth, raw matrix or planar YUV data); '
             'publish mono8, mono16, rgb8, bgr8, rgba8, bgra8, Bayer, yuv422 or a compressed '
-            'image')
+            'image', 'unsupported encoding')
     height, width, step = int(msg.height), int(msg.width), int(msg.step)
-    _check_size(height, width, max_pixels)
+    check_max_pixels(height, width, max_pixels, encoding)
     row_bytes = width * channels * depth_bits // 8
     if step < row_bytes:
         raise ImageError(f'{encoding} step {step} is less than width {width} x pixel size '
-                         f'({row_bytes} bytes per row)')
+                         f'({row_bytes} bytes per row)', 'bad step or size')
     data = _buffer(msg)
     if data.size != step * height:
         raise ImageError(f'{encoding} data has {data.size} bytes, but step {step} x height '
-                         f'{height} = {step * height}')
+                         f'{height} = {step * height}', 'bad step or size')
+    check_min_pixels(height, width, min_pixels, encoding)
     # (height * step,) -> (height, row_bytes): drop row padding
     rows = data.reshape(height, step)[:, :row_bytes]
     big_endian = bool(msg.is_bigendian)
@@ -122,61 +116,27 @@ def _raw_to_rgb(msg: Any, max_pixels: int) -> np.ndarray:
     try:
         rgb = image_to_cvimage(raw, 'rgb8')
     except (RosbagsImageError, cv2.error) as err:
-        raise ImageError(f'cannot convert {encoding} to rgb8: {err}') from err
+        raise ImageError(f'cannot convert {encoding} to rgb8: {err}', 'corrupt') from err
     return rgb.copy() if np.may_share_memory(rgb, data) else rgb
 
 
-def _compressed_to_rgb(msg: Any, max_pixels: int) -> np.ndarray:
+def _compressed_to_rgb(msg: Any, max_pixels: int, min_pixels: int) -> np.ndarray:
     data = _buffer(msg)
-    height, width = _compressed_shape(data, str(msg.format))
-    _check_size(height, width, max_pixels)
+    what = f'{msg.format!r} compressed image'
+    if not is_compressed_image(data):
+        raise ImageError(f'compressed image {msg.format!r} ({data.size} bytes) is neither JPEG '
+                         'nor PNG (no JPEG or PNG signature)', 'corrupt')
+    checked_shape(data, what, max_pixels, min_pixels)
     # The decode rosbags-image does, minus its assert: a corrupt image must be an ImageError.
     try:
         decoded = cv2.imdecode(data, cv2.IMREAD_ANYCOLOR)
     except cv2.error as err:
-        raise ImageError(f'corrupt {msg.format!r} compressed image: {err}') from err
+        raise ImageError(f'corrupt {what}: {err}', 'corrupt') from err
     channels = 0 if decoded is None else (1 if decoded.ndim == 2 else decoded.shape[2])
     if channels not in _DECODED_ENCODING or decoded.dtype != np.uint8:
-        raise ImageError(f'corrupt {msg.format!r} compressed image: OpenCV could not decode '
-                         f'its {data.size} bytes')
+        raise ImageError(f'corrupt {what}: OpenCV could not decode its {data.size} bytes',
+                         'corrupt')
     # the same rosbags-image colour conversion as raw images take
     encoding = _DECODED_ENCODING[channels]
     return image_to_cvimage(_RawImage(decoded.shape[0], decoded.shape[1], encoding,
                                       sys.byteorder == 'big', decoded.ravel()), 'rgb8')
-
-
-def _compressed_shape(data: np.ndarray, fmt: str) -> tuple[int, int]:
-    """Read (height, width) from a PNG or JPEG header without decoding the pixels."""
-    head = data[:32].tobytes()
-    if head.startswith(_PNG_MAGIC):
-        if len(head) < 24 or head[12:16] != b'IHDR':
-            raise ImageError(f'corrupt {fmt!r} compressed image: PNG without an IHDR header')
-        width, height = int.from_bytes(head[16:20], 'big'), int.from_bytes(head[20:24], 'big')
-        return height, width
-    if head.startswith(_JPEG_MAGIC):
-        return _jpeg_shape(data, fmt)
-    raise ImageError(f'compressed image {fmt!r} ({data.size} bytes) is neither JPEG nor PNG '
-                     '(no JPEG or PNG signature)')
-
-
-def _jpeg_shape(data: np.ndarray, fmt: str) -> tuple[int, int]:
-    pos, end = 2, data.size
-    while pos + 4 <= end:
-        if data[pos] != 0xFF:
-            break
-        marker = int(data[pos + 1])
-        if marker == 0xFF:  # fill byte
-            pos += 1
-            continue
-        if marker in _JPEG_STANDALONE:
-            pos += 2
-            continue
-        length = int(data[pos + 2]) << 8 | int(data[pos + 3])
-        if marker in _JPEG_SOF and length >= 7 and pos + 9 <= end:
-            height = int(data[pos + 5]) << 8 | int(data[pos + 6])
-            width = int(data[pos + 7]) << 8 | int(data[pos + 8])
-            return height, width
-        if marker == 0xDA or length < 2:  # start of scan before any frame header
-            break
-        pos += 2 + length
-    raise ImageError(f'corrupt {fmt!r} compressed image: no JPEG frame header found')

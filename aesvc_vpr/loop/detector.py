@@ -20,12 +20,13 @@ import numpy as np
 from aesvc_vpr.config import LoopClosureConfig
 from aesvc_vpr.loop.geometric import GeometricVerifier, make_thumbnail, Thumbnail, ThumbnailRing
 from aesvc_vpr.loop.keyframes import KeyframePolicy, KeyframeStore
-from aesvc_vpr.loop.odometry import log_sparsely, OdometryTrack
+from aesvc_vpr.loop.odometry import is_clock_reset, log_sparsely, OdometryTrack
 
 log = logging.getLogger(__name__)
 
 COUNTERS = ('frames', 'keyframes', 'frames_out_of_order', 'bad_embedding', 'odom_missing',
-            'candidates', 'consistent', 'geometric_rejected', 'geometric_no_thumbnail', 'loops')
+            'candidates', 'consistent', 'geometric_rejected', 'geometric_no_thumbnail', 'loops',
+            'clock_resets')
 
 
 @dataclass(frozen=True)
@@ -100,7 +101,8 @@ class LoopClosureDetector:
 
         Args:
             stamp_ns: frame time, int nanoseconds; frames not newer than the previous one are
-                counted and skipped.
+                counted and skipped, unless the clock jumped back by more than
+                ``odometry.CLOCK_RESET_S``: then a new session starts in the same store.
             embedding: (E,) full-size projected embedding (not necessarily normalised).
             raw: (D,) raw backbone embedding, stored for the map file; default ``embedding``.
             image: (H, W, 3) uint8 RGB frame, needed by the geometric check.
@@ -122,9 +124,11 @@ class LoopClosureDetector:
                         stamp_ns)
             return None
         if self._last_stamp_ns is not None and stamp_ns <= self._last_stamp_ns:
-            self._count('frames_out_of_order', 'frame at %d ns is not newer than %d ns; skipped',
-                        stamp_ns, self._last_stamp_ns)
-            return None
+            if not is_clock_reset(self._last_stamp_ns, stamp_ns):
+                self._count('frames_out_of_order', 'frame at %d ns is not newer than %d ns; '
+                            'skipped', stamp_ns, self._last_stamp_ns)
+                return None
+            self._new_session(stamp_ns)
         self._last_stamp_ns = stamp_ns
         odom = self.odometry.at(stamp_ns, self._cfg.odom_max_age_s)
         if odom is None and self._needs_odometry():
@@ -144,6 +148,19 @@ class LoopClosureDetector:
             if thumb is not None:
                 self.thumbnails.put(index, thumb)
         return closure
+
+    def _new_session(self, stamp_ns: int) -> None:
+        """Start a new session after a clock reset; every keyframe so far stays searchable."""
+        self._counters['clock_resets'] += 1
+        log.warning('frame clock jumped back from %d ns to %d ns (a looped bag, a simulator '
+                    'reset or sim time): starting a new session; the %d keyframes so far stay '
+                    'searchable', self._last_stamp_ns, stamp_ns, self.keyframes.count)
+        self.keyframes.start_session()
+        self._policy.reset()
+        self._streak, self._previous_best = 0, None
+        latest = self.odometry.latest
+        if latest is not None and is_clock_reset(latest.stamp_ns, stamp_ns):
+            self.odometry.reset()       # new-clock samples were refused as out of order
 
     def _query(self, stamp_ns: int, path_m: float, unit: np.ndarray,
                thumb: Thumbnail | None) -> LoopClosure | None:

@@ -19,7 +19,7 @@ from aesvc_vpr.config import LoopClosureConfig
 from aesvc_vpr.errors import LoopError
 from aesvc_vpr.index.prefix import l2_prefix
 from aesvc_vpr.index.prefix_index import PrefixIndex
-from aesvc_vpr.retrieval.mapdb import MapDatabase
+from aesvc_vpr.retrieval.mapdb import KEYFRAMES, MapDatabase
 
 if TYPE_CHECKING:
     from aesvc_vpr.head.projector import Projector
@@ -185,16 +185,24 @@ class KeyframeStore:
             return
         self._index = PrefixIndex(self._full.view, prefix_dim or self._full.width)
 
+    def start_session(self) -> None:
+        """Make every keyframe so far an earlier session's: always searchable from now on."""
+        self.n_prior = self.count
+
     def load_prior(self, mapdb: MapDatabase) -> None:
-        """Start from an earlier session's map; its keyframes are always searchable.
+        """Start from an earlier session's keyframe store; its keyframes are always searchable.
 
         Args:
-            mapdb: a map written by :meth:`save` (or any map: positions are then taken as the
-                odometry frame's x/y).
+            mapdb: a keyframe store written by :meth:`save` (load it with ``kind='keyframes'``).
 
         Raises:
-            LoopError: keyframes were already added in this session.
+            LoopError: a map of another kind (a build-map localisation map), or keyframes were
+                already added in this session.
         """
+        if mapdb.kind != KEYFRAMES:
+            raise LoopError(f'{mapdb.root} is a {mapdb.kind} map, not a loop-closure keyframe '
+                            'store; its UTM places are no odometry poses. Give the loop-closure '
+                            'mode a map_path of its own')
         if self.count:
             raise LoopError(f'{mapdb.root}: a map can only be loaded into an empty keyframe '
                             f'store, this one has {self.count} keyframes')
@@ -210,10 +218,11 @@ class KeyframeStore:
         """Write every keyframe (earlier sessions' included) as a map directory.
 
         Positions go where a map keeps UTM easting/northing, with utm_zone '' because they are in
-        the odometry frame ``frame_id``; NaN where odometry was missing.
+        the odometry frame ``frame_id``; NaN where odometry was missing. The directory gets map
+        kind 'keyframes': it is never written over a localisation map, nor loaded as one.
 
         Args:
-            root: map directory (replaced atomically, see :class:`MapDatabase`).
+            root: map directory (replaced crash-safely, see :class:`MapDatabase`).
             backbone_name, backbone_fingerprint: identity of the encoder behind ``raw``.
             projector: head that maps raw to the stored full-size embeddings, if any.
             frame_id: odometry frame of the positions, recorded in map.json.
@@ -227,7 +236,8 @@ class KeyframeStore:
         return MapDatabase.write(
             root, self.raw, self.poses[:, :2], '', yaw=self.poses[:, 2], stamps_ns=self.stamps_ns,
             backbone_name=backbone_name, backbone_fingerprint=backbone_fingerprint,
-            projector=projector, extra={'source': 'loop_closure', 'odom_frame': frame_id})
+            projector=projector, kind=KEYFRAMES,
+            extra={'source': 'loop_closure', 'odom_frame': frame_id})
 
 
 class KeyframePolicy:
@@ -236,6 +246,10 @@ class KeyframePolicy:
     def __init__(self, cfg: LoopClosureConfig) -> None:
         self.cfg = cfg
         self._last: tuple[int, tuple[float, float] | None, np.ndarray] | None = None
+
+    def reset(self) -> None:
+        """Forget the last keyframe (a new session): the next frame is kept."""
+        self._last = None
 
     def decide(self, stamp_ns: int, xy_m: tuple[float, float] | None, unit: np.ndarray) -> bool:
         """Return True when the frame should be kept; a kept frame becomes the last keyframe.

@@ -30,6 +30,7 @@ class ReplayFrames:
     latency_s: np.ndarray
     latency_kind: str
     extra_latency_s: dict[str, np.ndarray] = field(default_factory=dict)  # e.g. embed_s, search_s
+    unusable: dict[str, int] = field(default_factory=dict)   # images refused, by cause
 
 
 @dataclass

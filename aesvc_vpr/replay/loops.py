@@ -13,18 +13,19 @@ import math
 from pathlib import Path
 from typing import Any, Iterator
 
-from aesvc_vpr.bags.queries import query_messages, QueryPlan
+from aesvc_vpr.bags.queries import FrameCounts, QueryPlan, scored_images
 from aesvc_vpr.bags.reader import BagSet
 from aesvc_vpr.common.fileio import atomic_write
 from aesvc_vpr.common.provenance import provenance
-from aesvc_vpr.errors import ImageError
+from aesvc_vpr.config import ImageConfig
 from aesvc_vpr.evaluation.loop_eval import LoopFrame, LoopReport
-from aesvc_vpr.images.messages import message_to_rgb
 
 log = logging.getLogger(__name__)
 
 
-def loop_frames(bags: BagSet, plan: QueryPlan, odometry: bool = True) -> Iterator[LoopFrame]:
+def loop_frames(bags: BagSet, plan: QueryPlan, odometry: bool = True,
+                images: ImageConfig | None = None,
+                counts: FrameCounts | None = None) -> Iterator[LoopFrame]:
     """Frames with ground truth, decoded, in bag order.
 
     Args:
@@ -32,16 +33,11 @@ def loop_frames(bags: BagSet, plan: QueryPlan, odometry: bool = True) -> Iterato
         plan: topics and ground truth (``bag_queries.plan_queries``).
         odometry: also give the ground-truth pose to the detector as odometry (only where its
             yaw is known: the detector refuses non-finite odometry).
+        images: the decode policy.
+        counts: filled with the usable and the refused images, by cause.
     """
     truth = plan.truth
-    for row, msg in query_messages(bags, plan):
-        if not truth.valid[row]:
-            continue
-        try:
-            rgb = message_to_rgb(msg.msg)
-        except ImageError as err:
-            log.warning('%s image at %d ns skipped: %s', plan.image_topic, msg.stamp_ns, err)
-            continue
+    for row, msg, rgb in scored_images(bags, plan, images, counts):
         pose = (float(truth.xy[row, 0]), float(truth.xy[row, 1]), float(truth.yaw[row]))
         odom = pose if odometry and all(math.isfinite(v) for v in pose) else None
         yield LoopFrame(int(truth.stamps_ns[row]), pose, image=rgb, odom=odom)

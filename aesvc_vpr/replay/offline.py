@@ -11,10 +11,12 @@ import logging
 from typing import Any
 
 import numpy as np
-from tqdm import tqdm
 
-from aesvc_vpr.bags.queries import QueryPlan, QuerySource, scored_images
+from aesvc_vpr.bags.queries import FrameCounts, QueryPlan, QuerySource, scored_images
 from aesvc_vpr.bags.reader import BagSet
+from aesvc_vpr.common.progress import progress_bar
+from aesvc_vpr.config import ImageConfig
+from aesvc_vpr.errors import ReplayError
 from aesvc_vpr.replay.frames import ReplayFrames
 from aesvc_vpr.retrieval.localizer import Localization, Localizer
 from aesvc_vpr.retrieval.mapdb import MapDatabase
@@ -36,33 +38,51 @@ def empty_frames(plan: QueryPlan, top_k: int, latency_kind: str) -> ReplayFrames
         latency_kind=latency_kind)
 
 
-def replay_bag(localizer: Localizer, bags: BagSet, plan: QueryPlan) -> ReplayFrames:
+def replay_bag(localizer: Localizer, bags: BagSet, plan: QueryPlan,
+               images: ImageConfig | None = None) -> ReplayFrames:
     """Localise every image of the plan that has ground truth.
 
     Args:
         localizer: the core, loaded with the map to localise against.
         bags: the open recording the plan was made from (``plan_queries``).
         plan: topics and ground truth.
+        images: the decode policy (pixel limits).
 
     Returns:
-        The frames to score; an undecodable image stays unanswered (see ``scored_images``).
+        The frames to score; an unusable image stays unanswered and is counted by cause in
+        ``frames.unusable`` (see ``scored_images``).
 
     Raises:
         BagError: the bag turns out corrupt while its images are read.
+        ReplayError: not one image could be used (the message counts them by cause).
     """
     frames = empty_frames(plan, localizer.match_cfg.top_k, LATENCY_KIND)
     slot = np.cumsum(plan.truth.valid) - 1          # image row -> row of ``frames``
     embed_s = np.full(len(frames.stamps_ns), np.nan)
     search_s = embed_s.copy()
-    for row, msg, rgb in tqdm(scored_images(bags, plan), total=plan.scored, desc='embedding',
-                              unit='img'):
+    counts = FrameCounts()
+    for row, msg, rgb in progress_bar(scored_images(bags, plan, images, counts),
+                                      total=plan.scored, desc='embedding', unit='img'):
         loc = localizer.localize(rgb, msg.stamp_ns)
         i = slot[row]
         fill_matches(frames, i, loc)
         frames.latency_s[i] = loc.compute_s
         embed_s[i], search_s[i] = loc.embed_s, loc.search_s
     frames.extra_latency_s = {'embed': embed_s, 'search': search_s}
+    frames.unusable = dict(counts.refused)
+    check_usable(counts, plan)
     return frames
+
+
+def check_usable(counts: FrameCounts, plan: QueryPlan) -> None:
+    """Refuse a replay in which no image could be used, instead of scoring zero.
+
+    Raises:
+        ReplayError: one line with the counts by cause.
+    """
+    if counts.total and not counts.usable:
+        raise ReplayError(f'none of the {counts.total} images with ground truth on '
+                          f'{plan.image_topic} could be used: {counts.summary()}')
 
 
 def fill_matches(frames: ReplayFrames, i: int, loc: Localization) -> None:

@@ -22,8 +22,9 @@ from typing import Any, Sequence
 import numpy as np
 from scipy.spatial import cKDTree
 
-from aesvc_vpr.common.fileio import atomic_write
+from aesvc_vpr.common.fileio import atomic_write, check_writable
 from aesvc_vpr.common.provenance import provenance
+from aesvc_vpr.errors import ReplayError
 from aesvc_vpr.index.ranking import positives_within, recall_at_n, relevance
 from aesvc_vpr.replay.frames import ReplayFrames, ReplayScores
 from aesvc_vpr.replay.plots import plot_replay
@@ -83,6 +84,19 @@ def format_table(scores: ReplayScores, title: str) -> str:
     return '\n'.join(lines)
 
 
+def check_report_dir(out_dir: str | Path) -> None:
+    """Fail before a replay starts when its report folder cannot be written.
+
+    Raises:
+        ReplayError: the folder cannot be created or written.
+    """
+    try:
+        check_writable(Path(out_dir) / 'report.json')
+    except OSError as err:
+        raise ReplayError(f'--out {out_dir}: cannot write the report there '
+                          f'({err.strerror or err}); choose a writable folder') from err
+
+
 def write_report(out_dir: str | Path, scores: ReplayScores, frames: ReplayFrames,
                  map_utm: np.ndarray, parameters: dict[str, Any],
                  extra: dict[str, Any] | None = None) -> dict[str, Path]:
@@ -90,8 +104,18 @@ def write_report(out_dir: str | Path, scores: ReplayScores, frames: ReplayFrames
 
     Returns:
         name -> path of every file written.
+
+    Raises:
+        ReplayError: a file cannot be written.
     """
-    out = Path(out_dir)
+    try:
+        return _write_report(Path(out_dir), scores, frames, map_utm, parameters, extra)
+    except OSError as err:
+        raise ReplayError(f'{out_dir}: cannot write the report ({err})') from err
+
+
+def _write_report(out: Path, scores: ReplayScores, frames: ReplayFrames, map_utm: np.ndarray,
+                  parameters: dict[str, Any], extra: dict[str, Any] | None) -> dict[str, Path]:
     out.mkdir(parents=True, exist_ok=True)
     report = {'parameters': parameters, **provenance(), **scores.summary(), **(extra or {})}
     paths = {'report': out / 'report.json', 'frames': out / 'frames.csv'}

@@ -7,5 +7,6 @@ from aesvc_vpr.common.lazy import lazy_exports
 
 __all__, __getattr__ = lazy_exports(__name__, {
     'Encoder': 'encoder', 'MapDatabase': 'mapdb', 'build_map': 'mapbuild',
+    'map_writer_lock': 'map_writes',
     'Localizer': 'localizer', 'Localization': 'localizer', 'Match': 'localizer',
 })

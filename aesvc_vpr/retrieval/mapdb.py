@@ -1,18 +1,21 @@
 """MapDatabase: a directory of geotagged embeddings that refuses to load if it cannot be trusted.
 
-Layout of a map directory::
+Layout of a map directory (format version 2; version 1 maps still load)::
 
-    map.json        schema version, backbone and head identity, count, dims, UTM zone, sha256s
-    raw.npy         (N, D) float16 raw backbone embeddings: the source of truth
-    embeddings.npy  (N, E) float32 projected full-size embeddings (only when a head is used)
-    utm.npy         (N, 2) float64 easting, northing in metres
-    yaw.npy         (N,) float64 ENU heading in rad, NaN where unknown
-    stamps_ns.npy   (N,) int64 capture times, 0 where unknown
-    ids.npy         (N,) int64 row of each entry in the source dataset
-    paths.json      N image paths
+    map.json                  kind, schema version, backbone and head identity, count, dims,
+                              UTM zone, and for each role the file that holds it with its sha256
+    raw-<sha12>.npy           (N, D) float16 raw backbone embeddings: the source of truth
+    embeddings-<sha12>.npy    (N, E) float32 projected full-size embeddings (only with a head)
+    utm-, yaw-, stamps_ns-, ids-<sha12>.npy   (N, 2) UTM metres, (N,) ENU yaw rad, (N,) int ns,
+                              (N,) row in the source dataset
+    paths-<sha12>.json        N image paths
+    head-<sha12>.safetensors  the head build-map trained (only then)
+    .lock                     the writer lock (holds the writer's pid)
 
-Arrays are written first and ``map.json`` last, each atomically, so a directory with a
-``map.json`` whose hashes match is a complete map.
+Files are named after their content, so a new state never overwrites a file the current
+``map.json`` names. A write puts every new file in place, then replaces ``map.json`` atomically
+(the commit), then removes the files no longer named. A crash at any point leaves the old map or
+the new one. One writer at a time holds ``.lock`` (``fcntl.flock``); readers never lock.
 """
 
 from __future__ import annotations
@@ -26,17 +29,21 @@ from typing import Any, Sequence, TYPE_CHECKING
 import numpy as np
 
 from aesvc_vpr.backbone.protocol import Backbone
-from aesvc_vpr.common.fileio import atomic_write, save_npy, sha256_file
+from aesvc_vpr.common.crashpoints import crash_point
+from aesvc_vpr.common.fileio import atomic_write, sha256_file
 from aesvc_vpr.errors import MapError
+from aesvc_vpr.retrieval.map_schema import (ARRAY_ROLES, check_extra, file_path, KEYFRAMES,
+                                            LOCALIZATION, MAP_JSON, rebuild_hint, SCHEMA_VERSION,
+                                            validate)
+from aesvc_vpr.retrieval.map_writes import (map_writer_lock, npy_bytes, own_head, put_file,
+                                            refuse_other_kind, remove_stale)
 
 if TYPE_CHECKING:
     from aesvc_vpr.head.projector import Projector
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 1
-MAP_JSON = 'map.json'
-REBUILD = 'rebuild it with `aesvc-vpr build-map DATASET {root}` and the backbone/head you use'
+__all__ = ['KEYFRAMES', 'LOCALIZATION', 'MAP_JSON', 'MapDatabase']
 
 
 class MapDatabase:
@@ -46,6 +53,7 @@ class MapDatabase:
                  paths: list[str]) -> None:
         self.root = root
         self.meta = meta
+        self.kind: str = meta['kind']
         self.backbone_name: str = meta['backbone']['name']
         self.backbone_fingerprint: str = meta['backbone']['fingerprint']
         self.head_fingerprint: str = meta['head']['fingerprint']
@@ -59,12 +67,29 @@ class MapDatabase:
         self.stamps_ns: np.ndarray = arrays['stamps_ns']
         self.ids: np.ndarray = arrays['ids']
         self.paths = paths
+        self.partial = False      # loaded without its head file (see ``load``)
 
     @property
     def head_file(self) -> str:
-        """Path of the head trained into this map directory by build-map, '' if none."""
-        name = self.meta.get('head_file', '')
-        return str(self.root / name) if name else ''
+        """Path of the head file kept in this map directory (build-map's), '' if none."""
+        entry = self.meta['files'].get('head')
+        return str(self.root / entry['name']) if entry else ''
+
+    def remove_stale_files(self) -> None:
+        """Remove files of earlier states that a crash after the commit left (writers only).
+
+        Call under ``map_writer_lock``; the committed map.json is not touched.
+        """
+        if self.partial:
+            return
+        try:
+            remove_stale(self.root, self.meta['files'])
+        except OSError as err:
+            log.warning('%s: cannot remove files of the previous map (%s)', self.root, err)
+
+    def file(self, role: str) -> Path:
+        """Path of the file holding ``role`` ('raw', 'utm', 'paths', 'head', ...)."""
+        return self.root / self.meta['files'][role]['name']
 
     @classmethod
     def write(cls, root: str | os.PathLike, raw: np.ndarray, utm: np.ndarray, utm_zone: str, *,
@@ -72,24 +97,29 @@ class MapDatabase:
               paths: Sequence[str] | None = None, backbone_name: str,
               backbone_fingerprint: str, projector: Projector | None = None,
               ids: np.ndarray | None = None, failed_images: Sequence[dict] = (),
-              extra: dict[str, Any] | None = None) -> MapDatabase:
-        """Write a map atomically from arrays and return it loaded.
+              kind: str = LOCALIZATION, extra: dict[str, Any] | None = None) -> MapDatabase:
+        """Write a map crash-safely from arrays and return it loaded.
 
         Args:
-            root: map directory (created if needed; an existing map there is replaced).
+            root: map directory (created if needed; a map of the same kind there is replaced,
+                one of another kind is refused).
             raw: (N, D) raw backbone embeddings, stored as float16.
-            utm: (N, 2) easting, northing in metres.
+            utm: (N, 2) easting, northing in metres (odometry x, y for keyframes).
             utm_zone: e.g. '17T'.
             yaw: (N,) ENU heading in rad (default NaN); stamps_ns: (N,) int ns (default 0).
             paths: N image paths (default empty strings).
             backbone_name, backbone_fingerprint: identity of the encoder that made ``raw``.
-            projector: head whose ``project`` gives the stored full-size embeddings.
+            projector: head whose ``project`` gives the stored full-size embeddings; when its
+                file lies in ``root`` the map names it as its own head.
             ids: (N,) source-dataset rows (default 0..N-1).
             failed_images: records of images that were skipped, kept in map.json.
-            extra: more JSON-able facts for map.json (e.g. the dataset the map came from).
+            kind: 'localization' (build-map) or 'keyframes' (the loop-closure store).
+            extra: more JSON-able facts for map.json (e.g. the dataset the map came from); they
+                may not overwrite a schema field.
 
         Raises:
-            MapError: arrays of inconsistent lengths, or a write failure.
+            MapError: arrays of inconsistent lengths, a map of another kind at ``root``,
+                another writer holding the lock, or a write failure.
         """
         root = Path(root)
         n = len(raw)
@@ -99,6 +129,7 @@ class MapDatabase:
                            f'got {raw.shape}')
         if not np.isfinite(raw).all() or np.abs(raw).max() > np.finfo(np.float16).max:
             raise MapError(f'{root}: raw embeddings overflow float16 or are not finite')
+        check_extra(extra or {}, root)
         raw16 = raw.astype(np.float16)
         arrays = {
             'raw': raw16,
@@ -121,81 +152,96 @@ class MapDatabase:
                 raise MapError(f'{root}: {name} has shape {arrays[name].shape}, expected {shape}')
         if len(paths) != n:
             raise MapError(f'{root}: {len(paths)} paths for {n} embeddings')
-        root.mkdir(parents=True, exist_ok=True)
-        # drop the old commit marker first: a crash below leaves "no map", never a mixed one
-        (root / MAP_JSON).unlink(missing_ok=True)
-        files = {}
-        for name, array in arrays.items():
-            save_npy(root / f'{name}.npy', array)
-            files[f'{name}.npy'] = _file_entry(root / f'{name}.npy', array)
-        with atomic_write(root / 'paths.json', 'w') as f:
-            json.dump(paths, f)
-        files['paths.json'] = {'sha256': sha256_file(root / 'paths.json')}
         embedding_dim = arrays['embeddings'].shape[1] if projector is not None else raw16.shape[1]
-        meta = {
-            'schema_version': SCHEMA_VERSION,
-            'backbone': {'name': backbone_name, 'fingerprint': backbone_fingerprint},
-            'head': head,
-            'count': n,
-            'raw_dim': int(raw16.shape[1]),
-            'embedding_dim': int(embedding_dim),
-            'utm_zone': utm_zone,
-            'files': files,
-            'failed_images': list(failed_images),
-            **(extra or {}),
-        }
-        with atomic_write(root / MAP_JSON, 'w') as f:
-            json.dump(meta, f, indent=1)
-        log.info('wrote map %s: %d entries, raw %d-d, embeddings %d-d, zone %s', root, n,
-                 raw16.shape[1], embedding_dim, utm_zone)
+        with map_writer_lock(root):
+            refuse_other_kind(root, kind)
+            try:
+                files = {role: put_file(root, role, '.npy', npy_bytes(array), array)
+                         for role, array in arrays.items()}
+                files['paths'] = put_file(root, 'paths', '.json', json.dumps(paths).encode())
+                head_entry = own_head(root, projector)
+                if head_entry:
+                    files['head'] = head_entry
+                meta = {
+                    'schema_version': SCHEMA_VERSION, 'kind': kind,
+                    'backbone': {'name': backbone_name, 'fingerprint': backbone_fingerprint},
+                    'head': head, 'count': n, 'raw_dim': int(raw16.shape[1]),
+                    'embedding_dim': int(embedding_dim), 'utm_zone': utm_zone, 'files': files,
+                    'failed_images': list(failed_images), **(extra or {}),
+                }
+                meta = validate(json.loads(json.dumps(meta)), root)
+                with atomic_write(root / MAP_JSON, 'w', step='map.json.tmp') as f:
+                    json.dump(meta, f, indent=1)
+                crash_point('map.json')
+                remove_stale(root, meta['files'])
+            except OSError as err:
+                raise MapError(f'{root}: cannot write the map ({err}); the previous map, if '
+                               'any, is unchanged') from err
+        log.info('wrote %s map %s: %d entries, raw %d-d, embeddings %d-d, zone %s', kind, root,
+                 n, raw16.shape[1], embedding_dim, utm_zone)
         return cls(root, meta, arrays, paths)
 
     @classmethod
     def load(cls, root: str | os.PathLike, backbone: Backbone | None = None,
-             projector: Projector | None = None) -> MapDatabase:
-        """Load a map, verifying every file's hash, shape and dtype.
+             projector: Projector | None = None, kind: str | None = LOCALIZATION,
+             verify_head_file: bool = True) -> MapDatabase:
+        """Load a map, verifying map.json's schema and every file's hash, shape and dtype.
 
         Args:
             root: map directory.
             backbone: when given, its name and fingerprint must match the map's.
             projector: when given, its fingerprint must match the map's head.
+            kind: the kind of map wanted ('localization' or 'keyframes'); None takes either.
+            verify_head_file: False loads a map whose own head file is missing or damaged,
+                without it (``head_file`` is then ''), so its raw embeddings can be reused.
 
         Raises:
-            MapError: a missing, corrupt or inconsistent file, an unknown schema version, or a
-                map built with another backbone or head; the message says which and how to
-                rebuild.
+            MapError: a missing, corrupt or inconsistent file, an unknown schema version, a map
+                of another kind, or a map built with another backbone or head; the message says
+                which and how to rebuild.
         """
         root = Path(root)
         meta = _read_meta(root)
-        rebuild = REBUILD.format(root=root)
+        if kind is not None and meta['kind'] != kind:
+            raise MapError(_kind_message(root, meta, kind))
+        partial = not verify_head_file and 'head' in meta['files']
+        if partial:
+            meta['files'] = {k: v for k, v in meta['files'].items() if k != 'head'}
+        rebuild = rebuild_hint(root)
         arrays = {}
-        for name, entry in meta['files'].items():
-            path = root / name
+        paths: list[str] = []
+        for role, entry in meta['files'].items():
+            path = file_path(root, entry['name'])
             if not path.is_file():
                 raise MapError(f'{path}: missing map file; {rebuild}')
-            if sha256_file(path) != entry['sha256']:
+            try:
+                digest = sha256_file(path)
+            except OSError as err:
+                raise MapError(f'{path}: cannot read ({err})') from err
+            if digest != entry['sha256']:
                 raise MapError(f'{path}: sha256 differs from map.json (corrupt or modified); '
                                f'{rebuild}')
-            if name.endswith('.npy'):
-                arrays[name[:-4]] = _load_npy(path, entry, rebuild)
-        with open(root / 'paths.json') as f:
-            paths = json.load(f)
+            if role in ARRAY_ROLES:
+                arrays[role] = _load_npy(path, entry, rebuild)
+            elif role == 'paths':
+                paths = _load_paths(path, rebuild)
         n, raw_dim, embedding_dim = meta['count'], meta['raw_dim'], meta['embedding_dim']
         shapes = {'raw': (n, raw_dim), 'embeddings': (n, embedding_dim), 'utm': (n, 2),
                   'yaw': (n,), 'stamps_ns': (n,), 'ids': (n,)}
         for name, shape in shapes.items():
             if name in arrays and arrays[name].shape != shape:
-                raise MapError(f'{root / name}.npy: shape {arrays[name].shape} but map.json says '
-                               f'{shape}; {rebuild}')
+                raise MapError(f'{root / meta["files"][name]["name"]}: shape '
+                               f'{arrays[name].shape} but map.json says {shape}; {rebuild}')
         if len(paths) != n:
-            raise MapError(f'{root}/paths.json: {len(paths)} paths for {n} entries; {rebuild}')
+            raise MapError(f'{root}: {len(paths)} paths for {n} entries; {rebuild}')
         mapdb = cls(root, meta, arrays, paths)
+        mapdb.partial = partial
         if backbone is not None:
             mapdb.check_backbone(backbone)
         if projector is not None:
             mapdb.check_head(projector)
-        log.info('loaded map %s: %d entries, %s, head %s, zone %s', root, n, mapdb.backbone_name,
-                 mapdb.head_fingerprint[:12] or 'none', mapdb.utm_zone)
+        log.info('loaded %s map %s: %d entries, %s, head %s, zone %s', mapdb.kind, root, n,
+                 mapdb.backbone_name, mapdb.head_fingerprint[:12] or 'none', mapdb.utm_zone)
         return mapdb
 
     def check_backbone(self, backbone: Backbone) -> None:
@@ -230,29 +276,25 @@ class MapDatabase:
                 '(no re-embedding)')
 
 
-def _file_entry(path: Path, array: np.ndarray) -> dict[str, Any]:
-    return {'sha256': sha256_file(path), 'dtype': array.dtype.str, 'shape': list(array.shape)}
+def _kind_message(root: Path, meta: dict[str, Any], wanted: str) -> str:
+    if meta['kind'] == KEYFRAMES:
+        return (f'{root} is a loop-closure keyframe store (positions in the odometry frame '
+                f'{meta.get("odom_frame") or "?"!r}), not a localisation map; build one with '
+                '`aesvc-vpr build-map DATASET MAP`')
+    return (f'{root} is a localisation map from build-map, not a loop-closure keyframe store; '
+            'give the loop-closure mode a map_path of its own')
 
 
 def _read_meta(root: Path) -> dict[str, Any]:
     path = root / MAP_JSON
-    rebuild = REBUILD.format(root=root)
     if not path.is_file():
         raise MapError(f'{root}: no {MAP_JSON}; not a map, or its build did not finish '
-                       f'(run build-map again to resume); {rebuild}')
+                       f'(run build-map again to resume); {rebuild_hint(root)}')
     try:
         meta = json.loads(path.read_text())
     except (OSError, ValueError) as err:
-        raise MapError(f'{path}: unreadable ({err}); {rebuild}') from err
-    version = meta.get('schema_version') if isinstance(meta, dict) else None
-    if version != SCHEMA_VERSION:
-        raise MapError(f'{path}: schema_version {version!r}, this code reads {SCHEMA_VERSION}; '
-                       f'{rebuild}')
-    required = ('backbone', 'head', 'count', 'raw_dim', 'embedding_dim', 'utm_zone', 'files')
-    missing = [k for k in required if k not in meta]
-    if missing or 'raw.npy' not in meta.get('files', {}) or 'paths.json' not in meta['files']:
-        raise MapError(f'{path}: missing fields {missing or "files"}; {rebuild}')
-    return meta
+        raise MapError(f'{path}: unreadable ({err}); {rebuild_hint(root)}') from err
+    return validate(meta, root)
 
 
 def _load_npy(path: Path, entry: dict[str, Any], rebuild: str) -> np.ndarray:
@@ -264,3 +306,13 @@ def _load_npy(path: Path, entry: dict[str, Any], rebuild: str) -> np.ndarray:
         raise MapError(f'{path}: {array.dtype.str} {list(array.shape)} but map.json says '
                        f'{entry["dtype"]} {entry["shape"]}; {rebuild}')
     return array
+
+
+def _load_paths(path: Path, rebuild: str) -> list[str]:
+    try:
+        paths = json.loads(path.read_text())
+    except (OSError, ValueError) as err:
+        raise MapError(f'{path}: unreadable path list ({err}); {rebuild}') from err
+    if not isinstance(paths, list) or not all(isinstance(p, str) for p in paths):
+        raise MapError(f'{path}: not a list of image paths; {rebuild}')
+    return paths

@@ -25,11 +25,11 @@ from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import Float32MultiArray, Header
-from tqdm import tqdm
 
 from aesvc_vpr.bags.groundtruth import quaternion_yaw
 from aesvc_vpr.bags.reader import BagMessage
 from aesvc_vpr.common import stamps
+from aesvc_vpr.common.progress import progress_bar
 from aesvc_vpr.errors import VprError
 from aesvc_vpr.replay.live import NodeOutput, NodeProcess, PlayConfig, PlayLog
 
@@ -184,7 +184,7 @@ def _publish_all(player: BagPlayer, first: BagMessage, stream: Iterator[BagMessa
     start_s = time.monotonic()
     first_log_ns = first.log_ns
     msg: BagMessage | None = first
-    with tqdm(total=total, desc=f'playing x{cfg.rate:g}', unit='img') as bar:
+    with progress_bar(total=total, desc=f'playing x{cfg.rate:g}', unit='img') as bar:
         while msg is not None:
             due_s = start_s + (msg.log_ns - first_log_ns) / 1e9 / cfg.rate
             wait_s = due_s - time.monotonic()

@@ -37,7 +37,7 @@ from aesvc_vpr.errors import ConfigError, VprError
 from aesvc_vpr.loop.detector import LoopClosure, LoopClosureDetector
 from aesvc_vpr.retrieval.encoder import Encoder
 from aesvc_vpr.retrieval.localizer import Match
-from aesvc_vpr.retrieval.mapdb import MAP_JSON, MapDatabase
+from aesvc_vpr.retrieval.mapdb import KEYFRAMES, MAP_JSON, MapDatabase
 from aesvc_vpr.ros import messages
 from aesvc_vpr.ros.params import NodeSettings
 
@@ -83,7 +83,8 @@ class LoopClosureMode:
         self.map_path = settings.node.map_path
         if self.map_path and (Path(self.map_path) / MAP_JSON).is_file():
             self.detector.keyframes.load_prior(
-                MapDatabase.load(self.map_path, self.encoder.backbone, self.encoder.projector))
+                MapDatabase.load(self.map_path, self.encoder.backbone, self.encoder.projector,
+                                 kind=KEYFRAMES))
         self.odom_frame = ''
         self._lock = threading.Lock()     # executor thread (odometry, service) vs worker thread
         self._closure_pub = node.create_lifecycle_publisher(Float64MultiArray, '~/loop_closure',

@@ -99,3 +99,24 @@ def _kapture_positions(path: Path) -> dict[int, np.ndarray]:
         centre = -Rotation.from_quat([qx, qy, qz, qw]).inv().apply([tx, ty, tz])
         out[int(fields[0])] = np.array([centre[2], -centre[0]])
     return out
+
+
+@pytest.mark.parametrize('form', ['sqlite3', 'mcap'])
+def test_bare_storage_files_and_a_crash_cut_mcap_read(t265, form, tmp_path):
+    storage = next(p for p in t265[form].iterdir() if p.suffix in ('.db3', '.mcap'))
+    bare = tmp_path / storage.name                # copied alone, without metadata.yaml
+    bare.write_bytes(storage.read_bytes())
+    reference = _frames(t265['ros1'])
+    frames = _frames(bare)
+    assert [s for s, _ in frames] == [s for s, _ in reference]
+    for (_, rgb), (_, ref) in zip(frames, reference):
+        np.testing.assert_array_equal(rgb, ref)
+    if form == 'mcap':
+        cut = tmp_path / 'cut.mcap'
+        data = storage.read_bytes()
+        cut.write_bytes(data[:int(len(data) * 0.9)])     # the recorder died before the footer
+        with BagSet([cut]) as bags:
+            read = list(bags.messages([IMAGES, ODOM]))
+        images = [m for m in read if m.topic == IMAGES]
+        assert 0 < len(read) < 22 and len(images) >= 1
+        np.testing.assert_array_equal(message_to_rgb(images[0].msg), reference[0][1])

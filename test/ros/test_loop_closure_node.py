@@ -158,7 +158,7 @@ def test_looping_drive_closes_loops_and_saves_its_map(lio_context, route: Route,
         response = call_save_map(h)
         assert response.success and 'saved' in response.message
         keyframes = h.node.mode.detector.keyframes.count
-        assert MapDatabase.load(map_root).count == keyframes
+        assert MapDatabase.load(map_root, kind='keyframes').count == keyframes
     finally:
         h.close()          # shutdown saves again
 

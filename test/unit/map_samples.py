@@ -7,6 +7,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from aesvc_vpr.backbone.patchgrid import PatchGridBackbone
 from aesvc_vpr.data.datasets import GeoImageSet
 
 ZONE = '17T'
@@ -35,3 +36,16 @@ def write_route(folder: Path, count: int, seed: int = 0, spacing_m: float = 10.0
     utm = ORIGIN + np.stack([np.arange(count) * spacing_m, np.zeros(count)], axis=1)
     return GeoImageSet(tuple(paths), utm, ZONE, np.zeros(count),
                        np.arange(count, dtype=np.int64) * 100_000_000, source=str(folder))
+
+
+class CountingBackbone(PatchGridBackbone):
+    """PatchGrid that counts the images it embeds (to prove a re-run embeds none again)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.embedded = 0
+
+    def embed(self, images: list[np.ndarray]) -> np.ndarray:
+        """Embed with PatchGrid and count the images."""
+        self.embedded += len(images)
+        return super().embed(images)

@@ -40,7 +40,8 @@ def read_csv(path: str | os.PathLike, image_root: str | os.PathLike | None = Non
     path = Path(path)
     root = Path(image_root) if image_root is not None else path.parent
     try:
-        with open(path, newline='') as f:
+        # utf-8-sig drops the byte-order mark spreadsheets put before the first header name
+        with open(path, newline='', encoding='utf-8-sig') as f:
             rows = [(n, r) for n, r in enumerate(csv.reader(f), 1) if any(c.strip() for c in r)]
     except (OSError, UnicodeDecodeError, csv.Error) as err:
         raise DatasetError(f'{path}: cannot read CSV ({err})') from err

@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 import scipy.io
+from scipy.io.matlab import MatReadError
 
 from aesvc_vpr.common.fileio import atomic_write
 from aesvc_vpr.data.datasets.base import DEFAULT_RADIUS_M, GeoImageSet, LoadedDataset
@@ -42,7 +43,7 @@ def read_dbstruct(path: str | os.PathLike, image_root: str | os.PathLike | None 
     path = Path(path)
     try:
         mat = scipy.io.loadmat(str(path))
-    except (OSError, ValueError, NotImplementedError) as err:
+    except (OSError, ValueError, NotImplementedError, MatReadError) as err:
         raise DatasetError(f'{path}: cannot read as a MATLAB v5 file ({err})') from err
     if 'dbStruct' not in mat:
         found = sorted(k for k in mat if not k.startswith('__'))

@@ -14,8 +14,8 @@ import os
 
 import cv2
 import numpy as np
-from tqdm import tqdm
 
+from aesvc_vpr.common.progress import progress_bar
 from aesvc_vpr.data.town.appearance import apply_condition, Condition
 from aesvc_vpr.data.town.layout import build_town, Town, TownSpec
 from aesvc_vpr.data.town.render import Camera, render
@@ -60,7 +60,7 @@ def render_jobs(spec: TownSpec, camera: Camera, jobs: list[RenderJob], workers: 
     bar = {'total': len(jobs), 'desc': 'rendering town', 'unit': 'img', 'leave': False}
     if workers == 1:
         _init_worker(spec, camera, town, pooled=False)
-        return [run_job(job) for job in tqdm(jobs, **bar)]
+        return [run_job(job) for job in progress_bar(jobs, **bar)]
     # forkserver/spawn stay safe when the caller runs threads (torch, DDS); every worker
     # builds its own copy of the town from the spec
     methods = multiprocessing.get_all_start_methods()
@@ -71,7 +71,7 @@ def render_jobs(spec: TownSpec, camera: Camera, jobs: list[RenderJob], workers: 
         # an executor (unlike multiprocessing.Pool) fails instead of hanging if a worker dies
         with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker,
                                  initargs=(spec, camera)) as pool:
-            return list(tqdm(pool.map(run_job, jobs, chunksize=8), **bar))
+            return list(progress_bar(pool.map(run_job, jobs, chunksize=8), **bar))
     except BrokenProcessPool as err:
         raise DatasetError(
             f'town render workers died ({err}); a script that calls make_town with workers > 1 '

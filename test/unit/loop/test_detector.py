@@ -245,7 +245,7 @@ def test_save_load_and_second_session(tmp_path) -> None:
     run(first, route)
     written = first.keyframes.save(tmp_path / 'map', backbone_name='synthetic',
                                    backbone_fingerprint='f' * 64, frame_id='odom')
-    mapdb = MapDatabase.load(tmp_path / 'map')
+    mapdb = MapDatabase.load(tmp_path / 'map', kind='keyframes')
     assert mapdb.count == written.count == first.keyframes.count
     assert mapdb.meta['odom_frame'] == 'odom'
     np.testing.assert_array_equal(mapdb.stamps_ns, first.keyframes.stamps_ns)

@@ -11,7 +11,7 @@ import sys
 import textwrap
 import time
 
-from map_samples import write_route
+from map_samples import CountingBackbone, write_route
 import numpy as np
 import pytest
 
@@ -26,7 +26,7 @@ from aesvc_vpr.retrieval.mapdb import MapDatabase
 
 
 COUNT, CHUNK, BATCH = 48, 8, 4
-MAP_FILES = ('raw.npy', 'utm.npy', 'yaw.npy', 'stamps_ns.npy', 'ids.npy', 'paths.json')
+MAP_ROLES = ('raw', 'utm', 'yaw', 'stamps_ns', 'ids', 'paths')
 
 # a real build in a child process; each batch is slowed down so the parent can kill it mid-way
 CHILD = textwrap.dedent("""
@@ -48,25 +48,14 @@ CHILD = textwrap.dedent("""
 """)
 
 
-class CountingBackbone(PatchGridBackbone):
-    """PatchGrid that counts the images it embeds."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.embedded = 0
-
-    def embed(self, images):
-        self.embedded += len(images)
-        return super().embed(images)
-
-
 @pytest.fixture(scope='module')
 def route(tmp_path_factory):
     return write_route(tmp_path_factory.mktemp('route'), COUNT)
 
 
 def _bytes(root: Path) -> dict[str, bytes]:
-    return {name: (root / name).read_bytes() for name in MAP_FILES}
+    files = json.loads((root / 'map.json').read_text())['files']
+    return {role: (root / files[role]['name']).read_bytes() for role in MAP_ROLES}
 
 
 def test_sigkill_then_resume_is_byte_identical(tmp_path, route):
@@ -111,13 +100,14 @@ def test_undecodable_images_are_listed_skipped_and_counted(tmp_path, route):
     paths[7] = str(tmp_path / 'missing.png')
     images = GeoImageSet(tuple(paths), route.utm[:10], route.utm_zone, route.yaw[:10])
     mapdb = build_map(images, tmp_path / 'map', PatchGridBackbone(), batch_size=BATCH,
-                      chunk_size=CHUNK, progress=False)
+                      chunk_size=CHUNK, progress=False, max_failed_fraction=0.2)
     assert mapdb.count == 8
     np.testing.assert_array_equal(mapdb.ids, [0, 1, 2, 4, 5, 6, 8, 9])
     np.testing.assert_array_equal(mapdb.utm, route.utm[[0, 1, 2, 4, 5, 6, 8, 9]])
     failed = json.loads((tmp_path / 'map' / 'map.json').read_text())['failed_images']
     assert [(f['row'], f['path']) for f in failed] == [(3, str(broken)), (7, paths[7])]
-    assert all('cannot read or decode' in f['reason'] for f in failed)
+    assert 'corrupt PNG' in failed[0]['reason']
+    assert 'cannot read or decode' in failed[1]['reason']
     assert mapdb.failed_images == failed
 
 
@@ -142,11 +132,12 @@ def test_complete_map_is_kept_and_reprojected_without_re_embedding(tmp_path, rou
     trained = build_map(images, tmp_path / 'map', backbone, batch_size=BATCH, chunk_size=CHUNK,
                         train=(head_cfg, train_cfg), progress=False)
     assert backbone.embedded == 0
-    assert trained.head_file == str(tmp_path / 'map' / 'head.safetensors')
+    assert Path(trained.head_file).parent == tmp_path / 'map'
+    assert Path(trained.head_file).name.startswith('head-')
     projector = Projector.load(trained.head_file)
     assert trained.head_fingerprint == projector.fingerprint
     assert trained.embeddings.shape == (16, 16)
-    np.testing.assert_array_equal(trained.raw, np.load(tmp_path / 'map' / 'raw.npy'))
+    np.testing.assert_array_equal(trained.raw, np.load(trained.file('raw')))
     loaded = MapDatabase.load(tmp_path / 'map', PatchGridBackbone(), projector)
     np.testing.assert_allclose(loaded.embeddings,
                                projector.project(loaded.raw.astype(np.float32)), rtol=1e-6)
@@ -193,3 +184,33 @@ def test_bad_options(tmp_path, route):
         build_map(route, tmp_path / 'm', PatchGridBackbone(), chunk_size=0)
     with pytest.raises(MapError, match='no database images'):
         build_map(route.subset([]), tmp_path / 'm', PatchGridBackbone())
+
+
+def test_too_many_failures_fail_the_build_and_a_rerun_retries_only_them(tmp_path, route):
+    images = route.subset(range(16))
+    folder = tmp_path / 'images'
+    folder.mkdir()
+    paths = []
+    for i, path in enumerate(images.paths):
+        copy = folder / Path(path).name
+        data = Path(path).read_bytes()
+        copy.write_bytes(data[:len(data) // 2] if i in (2, 9, 13) else data)   # cut PNGs
+        paths.append(str(copy))
+    broken = GeoImageSet(tuple(paths), images.utm, images.utm_zone)
+    with pytest.raises(MapError, match=r'3 of 16 images \(18\.8 %\) could not be used, more '
+                                       r'than --max-failed-fraction 0\.05: .*img0002\.png: .*'
+                                       r'truncated PNG.*only they are retried'):
+        build_map(broken, tmp_path / 'map', PatchGridBackbone(), batch_size=BATCH,
+                  chunk_size=CHUNK, progress=False)
+    assert not (tmp_path / 'map' / 'map.json').exists()
+    assert len(list((tmp_path / 'map' / BUILD_DIR).glob('chunk_*.npz'))) == 2   # work kept
+    for i in (2, 9, 13):
+        Path(paths[i]).write_bytes(Path(images.paths[i]).read_bytes())          # fixed
+    backbone = CountingBackbone()
+    mapdb = build_map(broken, tmp_path / 'map', backbone, batch_size=BATCH, chunk_size=CHUNK,
+                      progress=False)
+    assert backbone.embedded == 3 and mapdb.count == 16 and not mapdb.failed_images
+    reference = build_map(broken, tmp_path / 'ref', PatchGridBackbone(), batch_size=BATCH,
+                          chunk_size=CHUNK, progress=False)
+    np.testing.assert_array_equal(mapdb.raw, reference.raw)
+    np.testing.assert_array_equal(mapdb.ids, np.arange(16))

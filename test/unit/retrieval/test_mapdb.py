@@ -53,10 +53,13 @@ def test_round_trip(tmp_path):
     assert loaded.paths[3] == 'img3.jpg'
     assert loaded.failed_images == [{'row': 99, 'path': 'bad.jpg', 'reason': 'cannot decode'}]
     meta = json.loads((tmp_path / 'map' / 'map.json').read_text())
-    assert meta['schema_version'] == 1 and meta['raw_dim'] == meta['embedding_dim'] == 384
-    assert set(meta['files']) == {'raw.npy', 'utm.npy', 'yaw.npy', 'stamps_ns.npy', 'ids.npy',
-                                  'paths.json'}
+    assert meta['schema_version'] == 2 and meta['raw_dim'] == meta['embedding_dim'] == 384
+    assert meta['kind'] == 'localization'
+    assert set(meta['files']) == {'raw', 'utm', 'yaw', 'stamps_ns', 'ids', 'paths'}
     assert all(len(f['sha256']) == 64 for f in meta['files'].values())
+    # every file is named after its content, so a new map never overwrites a current file
+    assert all(f['name'].split('-')[-1].split('.')[0] == f['sha256'][:12]
+               for f in meta['files'].values())
 
 
 def test_with_head(tmp_path, projector):
@@ -71,19 +74,17 @@ def test_with_head(tmp_path, projector):
 
 
 def test_corrupt_array_is_refused(tmp_path):
-    _write(tmp_path / 'map')
-    path = tmp_path / 'map' / 'utm.npy'
+    path = _write(tmp_path / 'map').file('utm')
     data = bytearray(path.read_bytes())
     data[-1] ^= 0x01
     path.write_bytes(bytes(data))
-    with pytest.raises(MapError, match=r'utm\.npy: sha256 differs.*build-map'):
+    with pytest.raises(MapError, match=r'utm-\w+\.npy: sha256 differs.*build-map'):
         MapDatabase.load(tmp_path / 'map')
 
 
 def test_missing_file_and_missing_map_json(tmp_path):
-    _write(tmp_path / 'map')
-    (tmp_path / 'map' / 'paths.json').unlink()
-    with pytest.raises(MapError, match=r'paths\.json: missing map file'):
+    _write(tmp_path / 'map').file('paths').unlink()
+    with pytest.raises(MapError, match=r'paths-\w+\.json: missing map file'):
         MapDatabase.load(tmp_path / 'map')
     (tmp_path / 'map' / 'map.json').unlink()
     with pytest.raises(MapError, match=r'no map\.json.*did not finish'):
@@ -113,12 +114,12 @@ def test_garbled_map_json_is_refused(tmp_path):
 
 
 def test_array_of_wrong_dtype_is_refused_even_with_matching_hash(tmp_path):
-    _write(tmp_path / 'map')
-    np.save(tmp_path / 'map' / 'yaw.npy', np.zeros(40, np.float32))
+    yaw = _write(tmp_path / 'map').file('yaw')
+    np.save(yaw, np.zeros(40, np.float32))
     meta = json.loads((tmp_path / 'map' / 'map.json').read_text())
-    meta['files']['yaw.npy']['sha256'] = sha256_file(tmp_path / 'map' / 'yaw.npy')
+    meta['files']['yaw']['sha256'] = sha256_file(yaw)
     (tmp_path / 'map' / 'map.json').write_text(json.dumps(meta))
-    with pytest.raises(MapError, match=r'yaw\.npy: <f4 \[40\] but map\.json says <f8 \[40\]'):
+    with pytest.raises(MapError, match=r'yaw-\w+\.npy: <f4 \[40\] but map\.json says <f8 \[40\]'):
         MapDatabase.load(tmp_path / 'map')
 
 
