@@ -143,8 +143,13 @@ class GeometricVerifier:
         # points are already normalised, so the camera matrix is the identity and the pixel
         # threshold is expressed in normalised units
         threshold = self.ransac_px * 2.0 / (a.focal_px + b.focal_px)
-        essential, mask = cv2.findEssentialMat(pa, pb, np.eye(3), method=cv2.RANSAC,
-                                               prob=0.999, threshold=threshold)
+        try:
+            essential, mask = cv2.findEssentialMat(pa, pb, np.eye(3), method=cv2.RANSAC,
+                                                   prob=0.999, threshold=threshold)
+        except cv2.error:
+            # OpenCV 5 raises on a degenerate sample (e.g. nearly coplanar or repeated points)
+            # where 4.x returned no model: either way no geometry verifies the pair
+            return 0
         if essential is None or mask is None:
             return 0
         return int(np.count_nonzero(mask))
