@@ -17,7 +17,7 @@ DEFAULT_PREFIX_SIZES = (8, 16, 32, 64, 128, 256)
 GEOMETRIC_CHECKS = ('off', 'orb', 'sift')
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-# value scaling of each ONNX preset: (scale, offset, mean, std), x = (p * scale + offset - mean) / std
+# each ONNX preset's (scale, offset, mean, std): x = (p * scale + offset - mean) / std
 ONNX_PRESETS = {'imagenet': (1 / 255, 0.0, IMAGENET_MEAN, IMAGENET_STD),
                 'mobilenet-tf': (1 / 127.5, -1.0, (0.0, 0.0, 0.0), (1.0, 1.0, 1.0))}
 ONNX_RESIZES = ('stretch', 'crop')

@@ -2,7 +2,8 @@
 
 DINOv2 and its weights, the weights-free patchgrid baseline, any ONNX image embedder
 (``onnx_backbone``), and the runtimes (torch, ONNX, OpenVINO). Raises only BackboneError
-(WeightsError for weights). Calibration images are passed in: this layer knows nothing of datasets, maps or bags.
+(WeightsError for weights). Calibration images are passed in: this layer knows nothing of
+datasets, maps or bags.
 """
 
 from aesvc_vpr.common.lazy import lazy_exports

@@ -138,7 +138,7 @@ def input_geometry(model: OnnxModel, cfg: OnnxConfig, fallback_size: int) -> Inp
         if fixed and (height, width) != (cfg.input_size, cfg.input_size):
             raise BackboneError(f'{where}: input {port.name} is fixed at {height}x{width} '
                                 f'pixels, but backbone.onnx.input_size is {cfg.input_size}; '
-                                'set backbone.onnx.input_size 0 to use the model\'s size')
+                                'set backbone.onnx.input_size 0 to use the size of the model')
         height = width = cfg.input_size
     elif not fixed:
         height = width = fallback_size
