@@ -42,7 +42,7 @@ class OnnxConfig:
     layout: str = 'nchw'           # nchw | nhwc: where the model wants the channel axis
     scale: float = 1 / 255         # custom only
     offset: float = 0.0            # custom only
-    mean: tuple[float, ...] = IMAGENET_MEAN   # custom only, per channel after scale and offset
+    mean: tuple[float, ...] = IMAGENET_MEAN   # custom only, per colour R, G, B (also for bgr)
     std: tuple[float, ...] = IMAGENET_STD     # custom only
     output: str = ''               # the output to read; '' the model's first output
     pooling: str = 'none'          # none | avg | gem over a spatial map or tokens (gem: gem_p)
