@@ -38,7 +38,7 @@ class TinyNet(nn.Module):
 
 def export(net: TinyNet, path: Path, dynamic_batch: bool = True,
            dtype: torch.dtype = torch.float32) -> Path:
-    """Export ``net`` (opset 17) with input 'pixels' and outputs 'out' or 'feature_map' + 'desc'."""
+    """Export ``net`` (opset 17): input 'pixels', outputs 'out' or 'feature_map' + 'desc'."""
     shape = (1, SIDE, SIDE, 3) if net.nhwc else (1, 3, SIDE, SIDE)
     outputs = ['feature_map', 'desc'] if net.output == 'both' else ['out']
     axes = {name: {0: 'batch'} for name in ['pixels', *outputs]} if dynamic_batch else None
