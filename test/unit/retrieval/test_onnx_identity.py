@@ -29,7 +29,7 @@ def cfg(path, **onnx) -> BackboneConfig:
 
 @pytest.fixture(scope='module')
 def built(tmp_path_factory):
-    """A map with a trained head, built with tiny ONNX model A; model B beside it."""
+    """Build a map with a trained head from tiny ONNX model A; model B lies beside it."""
     root = tmp_path_factory.mktemp('identity')
     model_a = export(TinyNet('vector', seed=0), root / 'a.onnx')
     model_b = export(TinyNet('vector', seed=1), root / 'b.onnx')
