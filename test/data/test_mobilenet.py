@@ -67,3 +67,18 @@ def test_embedding_extractor_matches_the_reference_embeddings(coral) -> None:
     # the quantised model runs as it is in the int8 modes: the very same numbers
     np.testing.assert_array_equal(
         load_backbone(mobilenet(folder, EXTRACTOR, 'onnx-int8')).embed(images), out)
+
+
+def test_with_the_references_resize_and_scaling_the_embeddings_are_exact(coral) -> None:
+    """PIL bilinear to 224 x 224 first, then the input quantisation (p - 128) / 128."""
+    from PIL import Image
+    folder, expected, _ = coral
+    resized = [np.asarray(Image.open(folder / 'images' / f'{n}.bmp').convert('RGB').resize(
+        (224, 224), Image.BILINEAR)) for n in NAMES]
+    exact = OnnxConfig(preset='custom', scale=1 / 128, offset=-1.0, mean=(0, 0, 0),
+                       std=(1, 1, 1))
+    cfg = BackboneConfig(model_name='onnx', weights=str(folder / '_DERIVED_onnx' / EXTRACTOR),
+                         runtime='onnx-fp32', onnx=exact)
+    out = load_backbone(cfg).embed(resized)   # already 224 x 224: no second resize
+    reference = np.array([expected['embedding'][n] for n in NAMES], np.float32)
+    np.testing.assert_allclose(out, reference, atol=1e-5)
