@@ -22,7 +22,8 @@ def resize_rgb(rgb: np.ndarray, height: int, width: int, crop: bool = False) -> 
 
     Args:
         rgb: (H, W, 3) uint8.
-        height, width: output size in pixels.
+        height: output rows in pixels.
+        width: output columns in pixels.
         crop: keep the aspect ratio: scale the image to cover the output, then cut the centre.
     """
     if crop:
@@ -47,7 +48,8 @@ class OnnxPixels:
 
         Args:
             cfg: resize rule, channel order, layout and value scaling.
-            height, width: input size in pixels.
+            height: input rows in pixels.
+            width: input columns in pixels.
             dtype: the model input's element type: float32/float16 get scaled values, uint8
                 and int8 the raw (rounded, clipped) ones.
         """
