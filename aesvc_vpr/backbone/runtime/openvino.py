@@ -44,10 +44,10 @@ class OpenVinoRunner:
                 'NUM_STREAMS': streams, 'INFERENCE_NUM_THREADS': streams * threads,
                 # fp32 where layers are not int8, also on CPUs whose default would be bf16
                 'INFERENCE_PRECISION_HINT': 'f32'})
+            self.port = self.compiled.output(output) if output else 0
         except RuntimeError as err:   # OpenVINO reports every read or compile failure so
             raise BackboneError(f'{path}: OpenVINO cannot load it ({err}); delete it to build '
                                 'it again') from err
-        self.port = self.compiled.output(output) if output else 0
         self._local = threading.local()
 
     def __call__(self, pixels: np.ndarray) -> np.ndarray:

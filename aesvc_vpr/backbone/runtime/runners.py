@@ -150,9 +150,14 @@ def make_model_runner(path: Path, fingerprint: str, cfg: BackboneConfig, output:
     if int8 and quantised:
         log.info('%s is quantised already: %s runs it as it is', path.name, cfg.runtime)
     if not int8 or quantised:
-        if cfg.runtime.startswith('openvino'):
-            return OpenVinoRunner(path, threads, output)
-        return OnnxRunner(path, output)
+        try:
+            if cfg.runtime.startswith('openvino'):
+                return OpenVinoRunner(path, threads, output)
+            return OnnxRunner(path, output)
+        except BackboneError as err:   # the user's own file: never advise deleting it
+            why = ' '.join(str(err.__cause__ or err).split())   # OpenVINO's reports: one line
+            raise BackboneError(f'{path}: backbone.runtime {cfg.runtime} cannot run this model '
+                                f'({why}); try another backbone.runtime') from err
     stem = f'onnx-{fingerprint[:16]}-v{EXPORT_VERSION}'
     folder = onnx_dir([path])
     if cfg.runtime == 'openvino-int8':

@@ -201,3 +201,21 @@ def test_a_quantised_model_runs_as_it_is(models, tmp_path) -> None:
         assert bb.runner.path == quantised   # no second quantization
         np.testing.assert_allclose(bb.embed(images(2)), as_is.embed(images(2)), atol=1e-2)
     assert not list(onnx_dir([quantised]).glob('*int8*'))
+
+
+@pytest.mark.parametrize('runtime', ['onnx-fp32', 'openvino-fp32'])
+def test_a_model_the_runtime_cannot_run_is_refused_and_kept(tmp_path, runtime) -> None:
+    from onnx import helper, save, TensorProto
+    node = helper.make_node('NoSuchOp', ['pixels'], ['out'], domain='com.example')
+    graph = helper.make_graph(
+        [node], 'unknown', [helper.make_tensor_value_info('pixels', TensorProto.FLOAT,
+                                                          [1, 3, 32, 32])],
+        [helper.make_tensor_value_info('out', TensorProto.FLOAT, [1, 16])])
+    path = tmp_path / 'unknown.onnx'
+    save(helper.make_model(graph, opset_imports=[helper.make_opsetid('', 17),
+                                                 helper.make_opsetid('com.example', 1)]),
+         str(path))
+    with pytest.raises(BackboneError, match=f'backbone.runtime {runtime} cannot run this model'
+                                            '.*try another backbone.runtime'):
+        load_backbone(config(path, runtime))
+    assert path.is_file()
