@@ -6,7 +6,7 @@ re-checks a changed value (the node relies on this to refuse bad ``ros2 param se
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from aesvc_vpr.errors import ConfigError
 
@@ -15,6 +15,67 @@ RUNTIMES = ('torch-fp32', 'torch-bf16', 'onnx-fp32', 'onnx-int8', 'openvino-fp32
             'openvino-int8')
 DEFAULT_PREFIX_SIZES = (8, 16, 32, 64, 128, 256)
 GEOMETRIC_CHECKS = ('off', 'orb', 'sift')
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+# each ONNX preset's (scale, offset, mean, std): x = (p * scale + offset - mean) / std
+ONNX_PRESETS = {'imagenet': (1 / 255, 0.0, IMAGENET_MEAN, IMAGENET_STD),
+                'mobilenet-tf': (1 / 127.5, -1.0, (0.0, 0.0, 0.0), (1.0, 1.0, 1.0))}
+ONNX_RESIZES = ('stretch', 'crop')
+ONNX_CHANNELS = ('rgb', 'bgr')
+ONNX_LAYOUTS = ('nchw', 'nhwc')
+ONNX_POOLINGS = ('none', 'avg', 'gem')
+
+
+@dataclass(frozen=True)
+class OnnxConfig:
+    """How images enter an ONNX image embedder and how its output becomes one vector.
+
+    A pixel value p (0-255) of channel c becomes ``(p * scale + offset - mean[c]) / std[c]``;
+    ``preset`` names the four values, and ``custom`` takes them from the fields below (which
+    must stay at their defaults under any other preset, so no setting is silently ignored).
+    """
+
+    preset: str = 'imagenet'       # imagenet | mobilenet-tf (p / 127.5 - 1) | custom
+    input_size: int = 0            # square input side in pixels; 0: the model's own H and W
+    resize: str = 'stretch'        # stretch (aspect not kept) | crop (short side, centre crop)
+    channels: str = 'rgb'          # rgb | bgr
+    layout: str = 'nchw'           # nchw | nhwc: where the model wants the channel axis
+    scale: float = 1 / 255         # custom only
+    offset: float = 0.0            # custom only
+    mean: tuple[float, ...] = IMAGENET_MEAN   # custom only, per colour R, G, B (also for bgr)
+    std: tuple[float, ...] = IMAGENET_STD     # custom only
+    output: str = ''               # the output to read; '' the model's first output
+    pooling: str = 'none'          # none | avg | gem over a spatial map or tokens (gem: gem_p)
+    normalised: bool = False       # the output is already L2-normalised (checked at load)
+
+    def __post_init__(self) -> None:
+        """Validate, so that dataclasses.replace re-checks every change."""
+        object.__setattr__(self, 'mean', tuple(float(v) for v in self.mean))
+        object.__setattr__(self, 'std', tuple(float(v) for v in self.std))
+        choices = {'preset': (*ONNX_PRESETS, 'custom'), 'resize': ONNX_RESIZES,
+                   'channels': ONNX_CHANNELS, 'layout': ONNX_LAYOUTS, 'pooling': ONNX_POOLINGS}
+        for name, allowed in choices.items():
+            if getattr(self, name) not in allowed:
+                raise ConfigError(f'backbone.onnx.{name} must be one of {allowed}, got '
+                                  f'{getattr(self, name)!r}')
+        if self.input_size < 0:
+            raise ConfigError(f'backbone.onnx.input_size must be >= 0, got {self.input_size}')
+        if len(self.mean) != 3 or len(self.std) != 3 or min(self.std) <= 0:
+            raise ConfigError('backbone.onnx.mean and std need 3 values each, std > 0, got '
+                              f'{self.mean} and {self.std}')
+        if self.scale == 0:
+            raise ConfigError('backbone.onnx.scale must not be 0')
+        defaults = (1 / 255, 0.0, IMAGENET_MEAN, IMAGENET_STD)
+        if self.preset != 'custom' and (self.scale, self.offset, self.mean, self.std) != defaults:
+            raise ConfigError(f'backbone.onnx.preset is {self.preset!r}, which sets scale, '
+                              'offset, mean and std; set backbone.onnx.preset to custom to give '
+                              'them yourself')
+
+    def scaling(self) -> tuple[float, float, tuple[float, ...], tuple[float, ...]]:
+        """Return the (scale, offset, mean, std) in force: the preset's, or the fields'."""
+        if self.preset == 'custom':
+            return self.scale, self.offset, self.mean, self.std
+        return ONNX_PRESETS[self.preset]
 
 
 @dataclass(frozen=True)
@@ -36,9 +97,13 @@ class BackboneConfig:
     calibration_images: str = ''
     batch_size: int = 8
     allow_download: bool = False   # never touch the network unless the user opts in
+    # model_name 'onnx' (or 'onnx:PATH'): pre- and post-processing of the ONNX model in weights
+    onnx: OnnxConfig = field(default_factory=OnnxConfig)
 
     def __post_init__(self) -> None:
         """Validate, so that dataclasses.replace re-checks every change."""
+        if isinstance(self.onnx, dict):   # from node parameters or a stored asdict()
+            object.__setattr__(self, 'onnx', OnnxConfig(**self.onnx))
         if self.input_size < 14 or self.input_size % 14:
             raise ConfigError('backbone.input_size must be a positive multiple of 14, '
                               f'got {self.input_size}')

@@ -17,6 +17,14 @@ model's activations differ, so they are a proxy for the real-weights figure.
 
     .venv/bin/python benchmarks/bench_backbone.py --models vit_small_patch14_dinov2 \\
         --sizes 224 --batches 1 8 --rounds 10
+
+With ``--onnx MODEL.onnx`` it times that ONNX image embedder instead (batch 1, network only,
+each of --onnx-runtimes) next to the first --models entry at the first --sizes in torch-fp32,
+interleaved in the same rounds, and prints the ViT's time over the ONNX model's as a ratio:
+
+    M=../shared/data/mobilenet_coral/_DERIVED_onnx
+    .venv/bin/python benchmarks/bench_backbone.py --sizes 224 --rounds 10 \\
+        --onnx $M/mobilenet_v1_1.0_224_quant_embedding_extractor.onnx --onnx-preset mobilenet-tf
 """
 
 from __future__ import annotations
@@ -37,7 +45,7 @@ from aesvc_vpr.backbone.dinov2 import DinoV2Backbone
 from aesvc_vpr.backbone.dinov2_archs import MODELS
 from aesvc_vpr.backbone.weights import random_weights
 from aesvc_vpr.common.provenance import provenance
-from aesvc_vpr.config import BackboneConfig, DESCRIPTORS, RUNTIMES
+from aesvc_vpr.config import BackboneConfig, DESCRIPTORS, OnnxConfig, RUNTIMES
 from aesvc_vpr.data.town.views import town_calibration
 
 REPO = Path(__file__).resolve().parents[1]
@@ -150,6 +158,38 @@ def bench_config(model: str, size: int, args: argparse.Namespace, images: list[n
             print(json.dumps(line), flush=True)
 
 
+def bench_onnx(args: argparse.Namespace, images: list[np.ndarray], context: dict) -> None:
+    """Print one line per ONNX runtime: its ms/image at batch 1 against the ViT's."""
+    from aesvc_vpr.backbone.onnx_backbone import OnnxBackbone
+    model, size = args.models[0], args.sizes[0]
+    vit = DinoV2Backbone(BackboneConfig(model_name=model, input_size=size, batch_size=1),
+                         random_weights(MODELS[model], seed=args.seed))
+    onnx_cfg = OnnxConfig(preset=args.onnx_preset)
+    onnx = {runtime: OnnxBackbone(BackboneConfig(model_name='onnx', weights=str(args.onnx),
+                                                 runtime=runtime, onnx=onnx_cfg), args.onnx)
+            for runtime in args.onnx_runtimes}
+    first = next(iter(onnx.values()))
+    vit_pixels, onnx_pixels = vit.preprocess(images[:1]), first.pixels(images[:1])
+    runners = {'vit': lambda _: vit.runner(vit_pixels),
+               **{name: (lambda _, bb=bb: bb.runner(onnx_pixels)) for name, bb in onnx.items()}}
+    samples = time_rounds(runners, vit_pixels, args.rounds, args.warmup, args.calls)
+    base = np.asarray(samples.pop('vit'))
+    for runtime, times in samples.items():
+        times = np.asarray(times)
+        print(json.dumps({
+            'bench': 'backbone_onnx', 'model': str(args.onnx.name), 'runtime': runtime,
+            'preset': args.onnx_preset, 'dim': first.dim, 'batch': 1,
+            'quantised_model': first.model.quantised,
+            'ms_per_image_median': round(float(np.median(times)), 2),
+            'ms_per_image_p95': round(float(np.percentile(times, 95)), 2),
+            'baseline': f'{model} {size}px torch-fp32 ({WEIGHTS_NOTE})',
+            'baseline_ms_per_image_median': round(float(np.median(base)), 2),
+            'baseline_ms_per_image_p95': round(float(np.percentile(base, 95)), 2),
+            'baseline_over_onnx': round(float(np.median(base) / np.median(times)), 2),
+            'rounds': args.rounds, 'calls_per_round': args.calls,
+            'load_avg_1m': round(os.getloadavg()[0], 2), **context['run']}), flush=True)
+
+
 def main() -> None:
     """Parse flags, then print one JSON line per (model, size, batch, runtime)."""
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
@@ -170,6 +210,12 @@ def main() -> None:
     parser.add_argument('--data', type=Path, default=Path(
         os.environ.get('AESVC_VPR_DATA', REPO.parent / 'shared' / 'data')))
     parser.add_argument('--seed', type=int, default=0)
+    parser.add_argument('--onnx', type=Path, default=None,
+                        help='time this ONNX image embedder against the first --models entry')
+    parser.add_argument('--onnx-preset', default='imagenet',
+                        help='its value scaling (backbone.onnx.preset)')
+    parser.add_argument('--onnx-runtimes', nargs='+', default=['onnx-fp32', 'openvino-fp32'],
+                        choices=[r for r in RUNTIMES if not r.startswith('torch')])
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     images, used = real_images(args.data, args.per_set)
@@ -178,6 +224,9 @@ def main() -> None:
         'threads': args.threads, 'cpu': platform.processor() or platform.machine(),
         'matmul_gflops_per_s': round(rate, 1),
         'cpu_count': os.cpu_count(), 'date': datetime.date.today().isoformat(), **provenance()}}
+    if args.onnx is not None:
+        bench_onnx(args, images, context)
+        return
     for model in args.models:
         for size in args.sizes:
             bench_config(model, size, args, images, context)

@@ -27,12 +27,12 @@ from __future__ import annotations
 import logging
 from typing import Sequence
 
-import cv2
 import numpy as np
 import torch
 from torch import nn
 
 from aesvc_vpr.backbone.calibration import CalibrationSet
+from aesvc_vpr.backbone.pixels import resize_rgb
 from aesvc_vpr.backbone.runtime.runners import make_runner
 from aesvc_vpr.backbone.weights import Dinov2Weights
 from aesvc_vpr.common.fileio import sha256_bytes
@@ -156,10 +156,7 @@ class DinoV2Backbone:
         side = self.cfg.input_size
         out = np.empty((len(images), 3, side, side), np.float32)
         for i, image in enumerate(images):
-            rgb = as_rgb_uint8(image)
-            shrink = rgb.shape[0] * rgb.shape[1] > side * side
-            rgb = cv2.resize(rgb, (side, side),
-                             interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
+            rgb = resize_rgb(as_rgb_uint8(image), side, side)
             # (S, S, 3) uint8 -> (3, S, S) float32, normalised per channel
             out[i] = ((rgb.astype(np.float32) / 255.0 - IMAGENET_MEAN) / IMAGENET_STD).transpose(
                 2, 0, 1)

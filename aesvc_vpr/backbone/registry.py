@@ -3,7 +3,9 @@
 Each family registers a loader under the model names it answers to: ``patchgrid`` (weights-free),
 every official DINOv2 timm name (hub aliases such as ``dinov2_vits14`` resolve to them), and
 ``auto``: DINOv2 ViT-S/14 when its weights are on this machine, else ``patchgrid`` (with a
-warning, so nobody mistakes its numbers for DINOv2's). A new family is one ``register_backbone``.
+warning, so nobody mistakes its numbers for DINOv2's), and ``onnx`` (any ONNX image embedder).
+A new family is one ``register_backbone``; a name ending in ':' answers to every model name
+with that prefix (``onnx:model.onnx``).
 """
 
 from __future__ import annotations
@@ -15,6 +17,8 @@ from typing import Callable
 from aesvc_vpr.backbone.calibration import CalibrationSet
 from aesvc_vpr.backbone.dinov2 import DinoV2Backbone
 from aesvc_vpr.backbone.dinov2_archs import hub_file, MODELS, name_of, resolve_model_name
+from aesvc_vpr.backbone.onnx_backbone import model_path as onnx_model_path
+from aesvc_vpr.backbone.onnx_backbone import NAME as ONNX, OnnxBackbone
 from aesvc_vpr.backbone.patchgrid import NAME as PATCHGRID, PatchGridBackbone
 from aesvc_vpr.backbone.protocol import Backbone
 from aesvc_vpr.backbone.weights import find_weights, load_weights
@@ -52,7 +56,9 @@ def load_backbone(cfg: BackboneConfig, calibration: CalibrationSet | None = None
         WeightsError: DINOv2 weights missing, corrupt or of another model ('auto' falls back
             only when none are found, never over a broken file).
     """
-    loader = _LOADERS.get(cfg.model_name)
+    prefix = cfg.model_name.partition(':')[0] + ':'
+    loader = _LOADERS.get(cfg.model_name) or (_LOADERS.get(prefix) if ':' in cfg.model_name
+                                              else None)
     if loader is None:
         name = resolve_model_name(cfg.model_name)   # a hub alias, or BackboneError naming all
         cfg = dataclasses.replace(cfg, model_name=name)
@@ -68,6 +74,11 @@ def _load_dinov2(cfg: BackboneConfig, calibration: CalibrationSet | None) -> Bac
     weights = load_weights(find_weights(cfg.model_name, cfg.weights, cfg.allow_download),
                            MODELS[cfg.model_name])
     return DinoV2Backbone(cfg, weights, calibration)
+
+
+def _load_onnx(cfg: BackboneConfig, calibration: CalibrationSet | None) -> Backbone:
+    path, pin = onnx_model_path(cfg)
+    return OnnxBackbone(cfg, path, pin, calibration)
 
 
 def _load_auto(cfg: BackboneConfig, calibration: CalibrationSet | None) -> Backbone:
@@ -91,5 +102,7 @@ def _load_auto(cfg: BackboneConfig, calibration: CalibrationSet | None) -> Backb
 
 register_backbone(PATCHGRID, _load_patchgrid)
 register_backbone('auto', _load_auto)
+register_backbone(ONNX, _load_onnx)
+register_backbone(ONNX + ':', _load_onnx)
 for _name in MODELS:
     register_backbone(_name, _load_dinov2)

@@ -95,13 +95,22 @@ class Param:
         return self.name.split('.')[-1]
 
     @property
+    def path(self) -> list[str]:
+        """Return the field names from the section down ('onnx', 'preset' for backbone.onnx.*)."""
+        return self.name.split('.')[1:] if '.' in self.name else [self.name]
+
+    @property
     def default(self) -> Any:
-        """Return the dataclass field's default."""
-        return getattr(_SECTIONS[self.section](), self.field)
+        """Return the dataclass default of the parameter; a tuple as a list, as ROS arrays come."""
+        value: Any = _SECTIONS[self.section]()
+        for part in self.path:
+            value = getattr(value, part)
+        return list(value) if isinstance(value, tuple) else value
 
 
 PARAMS = (
-    Param('backbone.model_name', "'auto', 'patchgrid' or a timm DINOv2 name", read_only=True),
+    Param('backbone.model_name', "'auto', 'patchgrid', a timm DINOv2 name, or 'onnx' (weights: "
+          'the .onnx file)', read_only=True),
     Param('backbone.weights', "weights file or directory; '' searches the usual caches",
           read_only=True),
     Param('backbone.input_size', 'square input side in pixels, a multiple of 14',
@@ -115,6 +124,25 @@ PARAMS = (
           'street views', read_only=True),
     Param('backbone.allow_download', "fetch Meta's checkpoint when no weights are found "
           '(needs internet)', read_only=True),
+    # model_name onnx only (docs/backbone.md); all must match the map
+    Param('backbone.onnx.preset', 'value scaling: imagenet | mobilenet-tf (p / 127.5 - 1) | '
+          'custom (scale, offset, mean, std below)', read_only=True),
+    Param('backbone.onnx.input_size', "square input side in pixels; 0: the model's own",
+          read_only=True, limits=(0, 4096)),
+    Param('backbone.onnx.resize', 'stretch | crop (keep aspect ratio, centre crop)',
+          read_only=True),
+    Param('backbone.onnx.channels', 'rgb | bgr', read_only=True),
+    Param('backbone.onnx.layout', 'nchw | nhwc', read_only=True),
+    Param('backbone.onnx.scale', 'custom preset: x = (p * scale + offset - mean) / std',
+          read_only=True),
+    Param('backbone.onnx.offset', 'custom preset: added after scale', read_only=True),
+    Param('backbone.onnx.mean', 'custom preset: per-channel mean, 3 values', read_only=True),
+    Param('backbone.onnx.std', 'custom preset: per-channel std, 3 values', read_only=True),
+    Param('backbone.onnx.output', "output to read; '' the model's first", read_only=True),
+    Param('backbone.onnx.pooling', 'none | avg | gem (backbone.gem_p) over a map or tokens',
+          read_only=True),
+    Param('backbone.onnx.normalised', 'the output is L2-normalised already (checked at load)',
+          read_only=True),
     Param('head_path', "projection head file; '' uses the map's own head (none: raw "
           'backbone embeddings)', read_only=True),
     Param('map_path', 'map directory (with map.json) built by aesvc-vpr build-map',
@@ -190,7 +218,10 @@ def settings_from_values(values: Mapping[str, Any]) -> NodeSettings:
     fields: dict[str, dict[str, Any]] = {section: {} for section in _SECTIONS}
     for name, value in values.items():
         param = PARAMS_BY_NAME[name]
-        fields[param.section][param.field] = value
+        group = fields[param.section]
+        for part in param.path[:-1]:   # nested groups (backbone.onnx.*) become dicts
+            group = group.setdefault(part, {})
+        group[param.path[-1]] = value
     return NodeSettings(**{s: cls(**fields[s]) for s, cls in _SECTIONS.items()})
 
 
@@ -203,12 +234,18 @@ def with_value(settings: NodeSettings, name: str, value: Any) -> NodeSettings:
     if name not in PARAMS_BY_NAME:
         raise ConfigError(f'unknown parameter {name!r}')
     param = PARAMS_BY_NAME[name]
-    section = getattr(settings, param.section)
     try:
-        changed = dataclasses.replace(section, **{param.field: value})
+        changed = _replaced(getattr(settings, param.section), param.path, value)
     except TypeError as err:
         raise ConfigError(f'{name}: {err}') from err
     return dataclasses.replace(settings, **{param.section: changed})
+
+
+def _replaced(config: Any, path: list[str], value: Any) -> Any:
+    """Return ``config`` with the field at ``path`` set, each level re-validated."""
+    if len(path) > 1:
+        value = _replaced(getattr(config, path[0]), path[1:], value)
+    return dataclasses.replace(config, **{path[0]: value})
 
 
 def descriptors() -> list[tuple[str, Any, Any]]:

@@ -27,8 +27,10 @@ class OpenVinoRunner:
     inference stream, so ``workers: 2`` with one thread each runs two frames side by side.
     """
 
-    def __init__(self, path: Path, threads: int) -> None:
+    def __init__(self, path: Path, threads: int, output: str = '') -> None:
         """Read and compile the model (an ONNX file or OpenVINO IR .xml with its .bin).
+
+        ``output`` names the output read ('' the first).
 
         Raises:
             BackboneError: OpenVINO cannot read or compile the file.
@@ -42,6 +44,7 @@ class OpenVinoRunner:
                 'NUM_STREAMS': streams, 'INFERENCE_NUM_THREADS': streams * threads,
                 # fp32 where layers are not int8, also on CPUs whose default would be bf16
                 'INFERENCE_PRECISION_HINT': 'f32'})
+            self.port = self.compiled.output(output) if output else 0
         except RuntimeError as err:   # OpenVINO reports every read or compile failure so
             raise BackboneError(f'{path}: OpenVINO cannot load it ({err}); delete it to build '
                                 'it again') from err
@@ -52,7 +55,7 @@ class OpenVinoRunner:
         request = getattr(self._local, 'request', None)
         if request is None:
             request = self._local.request = self.compiled.create_infer_request()
-        out = request.infer({0: pixels})[0]
+        out = request.infer({0: pixels})[self.port]
         return np.array(out, dtype=np.float32)   # a copy: the request reuses its output buffer
 
 
@@ -69,21 +72,23 @@ def import_openvino() -> ModuleType:
     return openvino
 
 
-def quantize_static_int8(src: Path, dst: Path, pixels: np.ndarray) -> None:
+def quantize_static_int8(src: Path, dst: Path, pixels: np.ndarray,
+                         transformer: bool = True) -> None:
     """Write the int8 OpenVINO IR of an fp32 ONNX file (``dst`` .xml, and its .bin beside).
 
     Args:
         src: the fp32 ONNX file.
         dst: the .xml to write.
-        pixels: (N, 3, S, S) float32 pre-processed calibration images.
+        pixels: (N, ...) pre-processed calibration images, as the model takes them.
+        transformer: use NNCF's transformer preset (SmoothQuant); False for a CNN.
     """
     ov = import_openvino()   # first: it also keeps NNCF's usage statistics off
     import nncf
     model = ov.Core().read_model(str(src))
     samples = nncf.Dataset([pixels[i:i + 1] for i in range(len(pixels))])
+    preset = {'model_type': nncf.ModelType.TRANSFORMER} if transformer else {}
     # NNCF draws its progress bars on stdout, where CLI commands and benchmarks print results
     with contextlib.redirect_stdout(sys.stderr):
-        quantized = nncf.quantize(model, samples, model_type=nncf.ModelType.TRANSFORMER,
-                                  subset_size=len(pixels))
+        quantized = nncf.quantize(model, samples, subset_size=len(pixels), **preset)
     # fp16 weight compression is save_model's default; the fp32 layers must stay fp32
     ov.save_model(quantized, str(dst), compress_to_fp16=False)

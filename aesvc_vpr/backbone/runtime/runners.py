@@ -57,9 +57,9 @@ class TorchRunner:
 
 
 class OnnxRunner:
-    """An ONNX Runtime CPU session over an exported DescriptorNet."""
+    """An ONNX Runtime CPU session over an exported DescriptorNet or a user's ONNX model."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, output: str = '') -> None:
         import onnxruntime as ort
         options = ort.SessionOptions()
         options.intra_op_num_threads = torch.get_num_threads()
@@ -72,10 +72,11 @@ class OnnxRunner:
             raise BackboneError(f'{path}: ONNX Runtime cannot load it ({err}); delete the file '
                                 'to export it again') from err
         self.input_name = self.session.get_inputs()[0].name
+        self.outputs = [output] if output else None   # None: all, of which the first is read
 
     def __call__(self, pixels: np.ndarray) -> np.ndarray:
         """Run one batch."""
-        return self.session.run(None, {self.input_name: pixels})[0].astype(np.float32)
+        return self.session.run(self.outputs, {self.input_name: pixels})[0].astype(np.float32)
 
 
 def make_runner(net: nn.Module, cfg: BackboneConfig, device: str, export_key: str,
@@ -117,3 +118,54 @@ def make_runner(net: nn.Module, cfg: BackboneConfig, device: str, export_key: st
     int8 = fp32.with_name(fp32.name.replace('.fp32.onnx', '.int8.onnx'))
     build_once(int8, lambda tmp: quantize_int8(fp32, tmp))
     return OnnxRunner(int8)
+
+
+def make_model_runner(path: Path, fingerprint: str, cfg: BackboneConfig, output: str,
+                      quantised: bool, transformer: bool,
+                      preprocess: Callable[[list[np.ndarray]], np.ndarray],
+                      calibration: CalibrationSet | None = None) -> Runner:
+    """Run a user's ONNX file with the runtime ``cfg.runtime`` names.
+
+    torch-fp32 (the default) runs it in ONNX Runtime fp32. The int8 modes quantize a float
+    model once (files cached like exports); a model that holds quantised operators already is
+    run as it is, since quantizing it again would only lose accuracy.
+
+    Args:
+        path: the .onnx file.
+        fingerprint: its sha256, which names the int8 files made from it.
+        output: the output read ('' the first).
+        quantised: the graph holds quantised operators.
+        transformer: quantize with the transformer preset (attention) rather than a CNN's.
+        preprocess: images -> model input, for openvino-int8's calibration images.
+        calibration: openvino-int8's images when ``cfg.calibration_images`` is ''.
+
+    Raises:
+        BackboneError: torch-bf16 (an ONNX file has no torch graph), or a failed quantization.
+    """
+    if cfg.runtime == 'torch-bf16':
+        raise BackboneError('backbone.runtime torch-bf16 cannot run an ONNX model; use '
+                            'onnx-fp32, onnx-int8, openvino-fp32 or openvino-int8')
+    threads = torch.get_num_threads()
+    int8 = cfg.runtime.endswith('int8')
+    if int8 and quantised:
+        log.info('%s is quantised already: %s runs it as it is', path.name, cfg.runtime)
+    if not int8 or quantised:
+        try:
+            if cfg.runtime.startswith('openvino'):
+                return OpenVinoRunner(path, threads, output)
+            return OnnxRunner(path, output)
+        except BackboneError as err:   # the user's own file: never advise deleting it
+            why = ' '.join(str(err.__cause__ or err).split())   # OpenVINO's reports: one line
+            raise BackboneError(f'{path}: backbone.runtime {cfg.runtime} cannot run this model '
+                                f'({why}); try another backbone.runtime') from err
+    stem = f'onnx-{fingerprint[:16]}-v{EXPORT_VERSION}'
+    folder = onnx_dir([path])
+    if cfg.runtime == 'openvino-int8':
+        calibration = calibration_set(cfg.calibration_images, calibration)
+        xml = folder / f'{stem}.int8-{calibration.tag}.xml'
+        build_once(xml, lambda tmp: quantize_static_int8(
+            path, tmp, preprocess(calibration.images()), transformer), companions=('.bin',))
+        return OpenVinoRunner(xml, threads, output)
+    dynamic = folder / f'{stem}.int8.onnx'
+    build_once(dynamic, lambda tmp: quantize_int8(path, tmp, ('MatMul', 'Conv')))
+    return OnnxRunner(dynamic, output)

@@ -9,11 +9,12 @@ from aesvc_vpr.data.datasets.base import Dataset, DEFAULT_RADIUS_M, GeoImageSet,
 from aesvc_vpr.data.datasets.csvfile import read_csv
 from aesvc_vpr.data.datasets.folder import read_folder, utm_filename, write_folder_layout
 from aesvc_vpr.data.datasets.pittsburgh import read_dbstruct, read_npz, write_dbstruct
+from aesvc_vpr.data.datasets.vprbench import is_vprbench, read_vprbench
 from aesvc_vpr.errors import DatasetError
 
 __all__ = ['DEFAULT_RADIUS_M', 'Dataset', 'GeoImageSet', 'LoadedDataset', 'load_dataset',
-           'read_csv', 'read_dbstruct', 'read_folder', 'read_npz', 'utm_filename',
-           'write_dbstruct', 'write_folder_layout']
+           'read_csv', 'read_dbstruct', 'read_folder', 'read_npz', 'read_vprbench',
+           'utm_filename', 'write_dbstruct', 'write_folder_layout']
 
 
 def load_dataset(spec: str | os.PathLike, image_root: str | os.PathLike | None = None) -> Dataset:
@@ -21,7 +22,8 @@ def load_dataset(spec: str | os.PathLike, image_root: str | os.PathLike | None =
 
     Args:
         spec: a NetVLAD dbStruct ``.mat``, a Patch-NetVLAD ``.npz`` (name lists beside it), a
-            ``.csv``, or a folder with ``database/`` and ``queries/``.
+            ``.csv``, a folder with ``database/`` and ``queries/``, or a VPR-Bench folder
+            (``ref/``, ``query/``, ``ground_truth_new.npy``).
         image_root: folder image names are relative to (.mat, .npz, .csv); default the file's.
 
     Raises:
@@ -30,7 +32,9 @@ def load_dataset(spec: str | os.PathLike, image_root: str | os.PathLike | None =
     """
     path = Path(spec)
     suffix = path.suffix.lower()
-    if path.is_dir():
+    if path.is_dir() and is_vprbench(path):
+        dataset = read_vprbench(path)
+    elif path.is_dir():
         dataset = read_folder(path)
     elif not path.is_file():
         raise DatasetError(f'{path}: no such file or folder')

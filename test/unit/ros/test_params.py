@@ -99,3 +99,18 @@ def test_with_value_keeps_the_rest() -> None:
     assert changed.search.prefix_dim == 16
     assert changed.match.top_k == 7
     assert settings.search.prefix_dim == SearchConfig().prefix_dim
+
+
+def test_nested_onnx_parameters_reach_the_onnx_config() -> None:
+    settings = settings_from_values({'backbone.model_name': 'onnx',
+                                     'backbone.onnx.preset': 'custom',
+                                     'backbone.onnx.mean': [0.5, 0.5, 0.5],
+                                     'backbone.onnx.layout': 'nhwc'})
+    onnx = settings.backbone.onnx
+    assert (onnx.preset, onnx.mean, onnx.layout) == ('custom', (0.5, 0.5, 0.5), 'nhwc')
+    changed = with_value(settings, 'backbone.onnx.pooling', 'gem')
+    assert changed.backbone.onnx.pooling == 'gem' and changed.backbone.onnx.layout == 'nhwc'
+    with pytest.raises(ConfigError, match='backbone.onnx.resize must be one of'):
+        with_value(settings, 'backbone.onnx.resize', 'squash')
+    with pytest.raises(ConfigError, match='set backbone.onnx.preset to custom'):
+        settings_from_values({'backbone.onnx.std': [0.5, 0.5, 0.5]})
