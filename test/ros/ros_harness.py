@@ -81,9 +81,23 @@ class Harness:
             return None
         return self.wait_for(find, f'candidates stamped {sec}.{nanosec}')
 
+    @property
+    def camera_pub(self) -> Any:
+        """The publisher of the node's ``image_transport``."""
+        compressed = self.node.settings.node.image_transport == 'compressed'
+        return self.compressed_pub if compressed else self.image_pub
+
     def wait_subscribed(self) -> None:
-        self.wait_for(lambda: self.image_pub.get_subscription_count() >= 1
-                      and self.compressed_pub.get_subscription_count() >= 1, 'node subscriptions')
+        self.wait_for(lambda: self.camera_pub.get_subscription_count() >= 1,
+                      'node subscription')
+
+    def diagnostic_status(self) -> Any:
+        """Return the latest vpr_node DiagnosticStatus (None before the first)."""
+        for msg in reversed(self.received['diagnostics']):
+            for status in msg.status:
+                if status.name.endswith('vpr_node'):
+                    return status
+        return None
 
     def set_param(self, name: str, value: Any) -> Any:
         """Set a parameter through the parameter service, as ``ros2 param set`` does."""
@@ -94,11 +108,8 @@ class Harness:
 
     def diagnostic_values(self) -> dict[str, str]:
         """Key-values of the latest vpr_node diagnostics message ({} before the first)."""
-        for msg in reversed(self.received['diagnostics']):
-            for status in msg.status:
-                if status.name.endswith('vpr_node'):
-                    return {kv.key: kv.value for kv in status.values}
-        return {}
+        status = self.diagnostic_status()
+        return {kv.key: kv.value for kv in status.values} if status else {}
 
     def close(self) -> None:
         self.executor.shutdown()

@@ -61,7 +61,7 @@ def test_spawned_node_agrees_with_offline_replay_frame_by_frame(tmp_path):
     assert np.isfinite(live.latency_s).all() and (live.latency_s > 0).all()
 
 
-def test_bag_play_cli_talks_to_a_running_node(harness, small_map, tmp_path, capsys):
+def test_bag_play_cli_talks_to_a_running_node(compressed_harness, small_map, tmp_path, capsys):
     # queries of the conftest map's places, recorded as a CompressedImage (PNG) bag
     rng = np.random.default_rng(3)
     frames = [BagFrame(1_700_000_000 * 10**9 + i * 10**8,

@@ -28,8 +28,9 @@ def assert_best_is(h, small_map, candidates, scores, place: int) -> None:
     assert data[0] > 0.99 > data[1]
 
 
-def test_image_and_compressed_frames_match_their_places(harness, small_map) -> None:
+def test_raw_frames_match_their_places_and_compressed_ones_are_not_read(harness, small_map):
     h = harness
+    assert h.compressed_pub.get_subscription_count() == 0     # image_transport: raw
     for place in (3, 8):
         h.image_pub.publish(image_msg(place_image(place), 100 + place, 7))
         candidates, scores = h.wait_result(100 + place, 7)
@@ -40,6 +41,11 @@ def test_image_and_compressed_frames_match_their_places(harness, small_map) -> N
         assert match.pose.pose.position.x == small_map.utm[place, 0]
         covariance = np.reshape(match.pose.covariance, (6, 6))
         assert covariance[0, 0] == covariance[1, 1] > 0
+
+
+def test_compressed_transport_reads_png_and_jpeg(compressed_harness, small_map) -> None:
+    h = compressed_harness
+    assert h.image_pub.get_subscription_count() == 0
     for place, ext in ((5, '.png'), (11, '.jpg')):
         ok, data = cv2.imencode(ext, np.ascontiguousarray(place_image(place)[:, :, ::-1]))
         h.compressed_pub.publish(compressed_msg(data.tobytes(), 200 + place, ext[1:]))
