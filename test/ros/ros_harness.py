@@ -9,6 +9,8 @@ from typing import Any, Callable
 
 from diagnostic_msgs.msg import DiagnosticArray
 from geometry_msgs.msg import PoseArray, PoseWithCovarianceStamped
+from lifecycle_msgs.msg import Transition
+from lifecycle_msgs.srv import ChangeState
 import numpy as np
 import pytest
 import rclpy
@@ -47,6 +49,7 @@ class Harness:
                                  ('diagnostics', DiagnosticArray, '/diagnostics')):
             self.tester.create_subscription(kind, topic, self._collector(key), qos)
         self.params = AsyncParameterClient(self.tester, 'vpr_node')
+        self._lifecycle: Any = None
         self.executor = SingleThreadedExecutor(context=context)
         self.executor.add_node(self.node)
         self.executor.add_node(self.tester)
@@ -98,6 +101,24 @@ class Harness:
                 if status.name.endswith('vpr_node'):
                     return status
         return None
+
+    def transition(self, label: str) -> bool:
+        """Trigger a lifecycle transition through the node's service, as ros2 lifecycle does.
+
+        On the executor thread, like a lifecycle manager's request, so it never races the
+        executor's wait set.
+        """
+        if self._lifecycle is None:
+            self._lifecycle = self.tester.create_client(ChangeState, '/vpr_node/change_state')
+        assert self._lifecycle.wait_for_service(TIMEOUT_S)
+        ids = {'configure': Transition.TRANSITION_CONFIGURE,
+               'activate': Transition.TRANSITION_ACTIVATE,
+               'deactivate': Transition.TRANSITION_DEACTIVATE,
+               'cleanup': Transition.TRANSITION_CLEANUP}
+        future = self._lifecycle.call_async(
+            ChangeState.Request(transition=Transition(id=ids[label])))
+        self.wait_for(future.done, f'transition {label}')
+        return future.result().success
 
     def set_param(self, name: str, value: Any) -> Any:
         """Set a parameter through the parameter service, as ``ros2 param set`` does."""
