@@ -18,7 +18,7 @@ from rclpy.executors import SingleThreadedExecutor
 from rclpy.parameter import Parameter
 from rclpy.parameter_client import AsyncParameterClient
 from rclpy.qos import QoSProfile, ReliabilityPolicy
-from sensor_msgs.msg import CompressedImage, Image
+from sensor_msgs.msg import CompressedImage, Image, PointCloud2
 from std_msgs.msg import Float32MultiArray
 
 from aesvc_vpr.ros.node import VprNode
@@ -41,12 +41,14 @@ class Harness:
         self.compressed_pub = self.tester.create_publisher(CompressedImage, 'image/compressed',
                                                            qos)
         self.received: dict[str, list[Any]] = {k: [] for k in
-                                               ('match', 'candidates', 'scores', 'diagnostics')}
+                                               ('match', 'candidates', 'scores', 'diagnostics',
+                                                'ranked')}
         self._cond = threading.Condition()
         for key, kind, topic in (('match', PoseWithCovarianceStamped, '/vpr_node/place_match'),
                                  ('candidates', PoseArray, '/vpr_node/candidates'),
                                  ('scores', Float32MultiArray, '/vpr_node/candidate_scores'),
-                                 ('diagnostics', DiagnosticArray, '/diagnostics')):
+                                 ('diagnostics', DiagnosticArray, '/diagnostics'),
+                                 ('ranked', PointCloud2, '/vpr_node/ranked_candidates')):
             self.tester.create_subscription(kind, topic, self._collector(key), qos)
         self.params = AsyncParameterClient(self.tester, 'vpr_node')
         self._lifecycle: Any = None

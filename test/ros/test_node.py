@@ -13,6 +13,7 @@ from ros_harness import compressed_msg, Harness, image_msg, PLACES
 import torch
 
 from aesvc_vpr.config import MatchConfig
+from aesvc_vpr.ros import messages
 
 
 def assert_best_is(h, small_map, candidates, scores, place: int) -> None:
@@ -41,6 +42,11 @@ def test_raw_frames_match_their_places_and_compressed_ones_are_not_read(harness,
         assert match.pose.pose.position.x == small_map.utm[place, 0]
         covariance = np.reshape(match.pose.covariance, (6, 6))
         assert covariance[0, 0] == covariance[1, 1] > 0
+        ranked = h.wait_for(lambda: [m for m in h.received['ranked']
+                                     if m.header.stamp.sec == 100 + place], 'ranked')[0]
+        points = messages.ranked_candidates(ranked)
+        assert points['map_row'][0] == place and ranked.header.frame_id == 'map'
+        assert np.allclose(points['score'], scores.data)
 
 
 def test_compressed_transport_reads_png_and_jpeg(compressed_harness, small_map) -> None:
