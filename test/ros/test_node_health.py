@@ -7,12 +7,15 @@ DDS, the executor and the worker are real; only the frame's fate is chosen by th
 from __future__ import annotations
 
 from image_samples import place_image
+import pytest
 from rcl_interfaces.msg import Log
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from ros_harness import Harness, image_msg
 from sensor_msgs.msg import Image
 
-from aesvc_vpr.errors import BackboneError
+from aesvc_vpr.backbone.registry import AUTO_MODEL
+from aesvc_vpr.backbone.weights import find_weights
+from aesvc_vpr.errors import BackboneError, WeightsError
 from aesvc_vpr.ros.health import FAILING_FRAMES
 
 OK, WARN, ERROR = b'\x00', b'\x01', b'\x02'
@@ -120,5 +123,28 @@ def test_core_log_lines_reach_rosout_with_the_node_name(ros_context, small_map) 
         h.node.trigger_deactivate()
         h.wait_for(lambda: [m for m in lines if m.msg.startswith('deactivated after')],
                    'the deactivate line on /rosout')
+    finally:
+        h.close()
+
+
+def test_a_dinov2_configuration_running_patchgrid_warns(ros_context, small_map) -> None:
+    try:
+        find_weights(AUTO_MODEL, '', False)
+        pytest.skip('DINOv2 weights are installed here, so auto does not fall back')
+    except WeightsError:
+        pass        # 'auto' falls back to the weights-free baseline
+    h = Harness(ros_context, small_map.root, **{'backbone.model_name': 'auto'})
+    try:
+        assert h.node.autostart()
+        h.wait_subscribed()
+        h.image_pub.publish(image_msg(place_image(2), 70))
+        h.wait_result(70)
+        status = status_where(h, lambda st: 'processed' in {kv.key for kv in st.values} and
+                              {kv.key: kv.value for kv in st.values}['processed'] == '1',
+                              'diagnostics after a result')
+        values = {kv.key: kv.value for kv in status.values}
+        assert (values['backbone'], values['backbone_configured']) == ('patchgrid', 'auto')
+        assert status.level == WARN
+        assert status.message.startswith("backbone.model_name is 'auto' but the weights-free")
     finally:
         h.close()
