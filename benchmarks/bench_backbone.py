@@ -17,6 +17,10 @@ model's activations differ, so they are a proxy for the real-weights figure.
 
     .venv/bin/python benchmarks/bench_backbone.py --models vit_small_patch14_dinov2 \\
         --sizes 224 --batches 1 8 --rounds 10
+
+``--busy N`` starts N processes that each spin one core for the whole run, as the rest of a
+robot's software does: torch's OpenMP threads spin and wait for each other when a core is taken,
+so a runtime's speed on an idle machine does not tell how it holds up beside other work.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
+import multiprocessing
 import os
 from pathlib import Path
 import platform
@@ -72,6 +77,20 @@ def time_rounds(runners: dict, pixels: np.ndarray, rounds: int, warmup: int,
                 run(pixels)
                 samples[name].append((time.perf_counter() - start) * 1e3 / len(pixels))
     return samples
+
+
+def spin() -> None:
+    """Keep one core busy until terminated (a competing process for ``--busy``)."""
+    while True:
+        pass
+
+
+def start_busy(count: int) -> list[multiprocessing.Process]:
+    """Start ``count`` spinning processes; the caller terminates them."""
+    procs = [multiprocessing.Process(target=spin, daemon=True) for _ in range(count)]
+    for proc in procs:
+        proc.start()
+    return procs
 
 
 def model_gflops(model: str, size: int) -> float:
@@ -170,17 +189,26 @@ def main() -> None:
     parser.add_argument('--data', type=Path, default=Path(
         os.environ.get('AESVC_VPR_DATA', REPO.parent / 'shared' / 'data')))
     parser.add_argument('--seed', type=int, default=0)
+    parser.add_argument('--busy', type=int, default=0,
+                        help='competing processes, each spinning one core, during the timing')
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     images, used = real_images(args.data, args.per_set)
-    rate = matmul_gflops_per_s()   # at the thread count set above
+    rate = matmul_gflops_per_s()   # at the thread count set above, before --busy starts
     context = {'images': used, 'matmul_gflops_per_s': rate, 'run': {
-        'threads': args.threads, 'cpu': platform.processor() or platform.machine(),
+        'threads': args.threads, 'busy_processes': args.busy,
+        'omp_wait_policy': os.environ.get('OMP_WAIT_POLICY', ''),
+        'cpu': platform.processor() or platform.machine(),
         'matmul_gflops_per_s': round(rate, 1),
         'cpu_count': os.cpu_count(), 'date': datetime.date.today().isoformat(), **provenance()}}
-    for model in args.models:
-        for size in args.sizes:
-            bench_config(model, size, args, images, context)
+    busy = start_busy(args.busy)
+    try:
+        for model in args.models:
+            for size in args.sizes:
+                bench_config(model, size, args, images, context)
+    finally:
+        for proc in busy:
+            proc.terminate()
 
 
 if __name__ == '__main__':

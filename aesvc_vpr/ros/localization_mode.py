@@ -62,6 +62,15 @@ class LocalizationMode:
                 f'({self.settings.backbone.runtime}), map {loc.mapdb.root} with '
                 f'{loc.mapdb.count} places, prefix {loc.prefix_dim}, mode localization')
 
+    @property
+    def max_prefix_dim(self) -> tuple[int, str]:
+        """The largest searchable prefix, and what sets it."""
+        projector = self.localizer.projector
+        if projector is not None:
+            return projector.output_dim, f'output size of head {projector.path}'
+        backbone = self.localizer.backbone
+        return backbone.dim, f'no head, raw {backbone.name} embeddings'
+
     def activate(self) -> None:
         """Send the map's places once the publishers are enabled."""
         self._outputs.publish_places()

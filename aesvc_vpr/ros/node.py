@@ -38,8 +38,8 @@ from aesvc_vpr.ros.gate import FrameGate
 from aesvc_vpr.ros.health import assess, backbone_warning, Observation, stall_window_s
 from aesvc_vpr.ros.logbridge import bridge_logging, unbridge
 from aesvc_vpr.ros.modes import make_mode, NodeMode
-from aesvc_vpr.ros.params import (descriptors, NodeSettings, PARAMS, settings_from_values,
-                                  with_value)
+from aesvc_vpr.ros.params import (bounded_descriptor, descriptors, NodeSettings, PARAMS,
+                                  settings_from_values, with_value)
 from aesvc_vpr.ros.worker import LatestFrameWorker
 
 NODE_NAME = 'vpr_node'
@@ -104,6 +104,10 @@ class VprNode(LifecycleNode):
         try:
             share_cores(s.node.workers)
             self.mode = make_mode(self, s)
+            limit = getattr(self.mode, 'max_prefix_dim', None)
+            if limit is not None:        # the descriptor states the loaded head's real bound
+                declared = self.describe_parameter('search.prefix_dim')
+                self.set_descriptor('search.prefix_dim', bounded_descriptor(declared, *limit))
         except (VprError, OSError) as err:
             self._configure_error = str(err)
             self.get_logger().error(f'configure failed: {err}')

@@ -226,6 +226,20 @@ def with_value(settings: NodeSettings, name: str, value: Any) -> NodeSettings:
     return dataclasses.replace(settings, **{param.section: changed})
 
 
+def bounded_descriptor(declared: Any, high: int, why: str) -> Any:
+    """Return a copy of a declared descriptor with its integer range capped at ``high``.
+
+    For limits known only once something is loaded (``search.prefix_dim`` <= the head's output
+    size), so ``ros2 param describe`` states the real bound.
+    """
+    name = declared.name
+    descriptor = next(d for n, _, d in descriptors() if n == name)
+    descriptor.type = declared.type
+    descriptor.integer_range[0].to_value = high
+    descriptor.description += f' (at most {high}: {why})'
+    return descriptor
+
+
 def descriptors() -> list[tuple[str, Any, Any]]:
     """(name, default, ParameterDescriptor) triples for ``Node.declare_parameters``."""
     from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor

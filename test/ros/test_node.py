@@ -65,9 +65,14 @@ def test_prefix_dim_changes_at_run_time_and_invalid_values_are_refused(harness, 
     assert result.successful, result.reason
     h.wait_for(lambda: h.diagnostic_values().get('prefix_dim') == '32', 'diagnostics prefix 32')
     assert h.node.mode.localizer.prefix_dim == 32
-    # larger than the 384-d raw embeddings of a head-less map: refused by the core
+    # larger than the 384-d raw embeddings of a head-less map: the descriptor, bounded at
+    # configure, states it (ros2 param describe) and refuses it
+    described = h.params.describe_parameters(['search.prefix_dim'])
+    h.wait_for(described.done, 'describe')
+    limit = described.result().descriptors[0]
+    assert limit.integer_range[0].to_value == 384 and 'raw patchgrid' in limit.description
     refused = h.set_param('search.prefix_dim', 500)
-    assert not refused.successful and 'outside 1..384' in refused.reason
+    assert not refused.successful
     # outside the declared range: refused by the descriptor
     assert not h.set_param('search.prefix_dim', 0).successful
     assert not h.set_param('backbone.model_name', 'other').successful   # read-only
