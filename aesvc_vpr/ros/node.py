@@ -19,6 +19,7 @@ import time
 import traceback
 from typing import Any
 
+import cv2
 from diagnostic_msgs.msg import DiagnosticArray
 from rcl_interfaces.msg import SetParametersResult
 import rclpy
@@ -52,8 +53,11 @@ def share_cores(workers: int) -> None:
     """Give each of ``workers`` frames in flight its share of the cores as backbone threads.
 
     Two frames each on one core beat one frame on two cores for throughput: a single ViT-S
-    forward pass does not keep both cores busy.
+    forward pass does not keep both cores busy. OpenCV's resize runs on the frame's own thread:
+    its pool waits for a core the backbone or another process holds (INTER_AREA 640x480 -> 224
+    took 6.8 ms median with 2 threads and 4.3 ms with 1 at load 9; benchmarks/README.md).
     """
+    cv2.setNumThreads(1)
     if workers > 1:
         import torch     # only here: the weights-free backbone runs without it
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // workers))
