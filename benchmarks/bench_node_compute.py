@@ -35,12 +35,13 @@ from aesvc_vpr.retrieval.encoder import Encoder
 from aesvc_vpr.retrieval.localizer import Localization, Localizer
 from aesvc_vpr.retrieval.mapdb import MapDatabase
 from aesvc_vpr.ros import messages
+from aesvc_vpr.ros.node import share_cores
 
 STAGES = ('decode', 'preprocess', 'backbone', 'search', 'messages')
 
 
 def camera_frame(width: int, height: int, seed: int) -> Image:
-    """A 640x480 rgb8 frame of smooth noise, as a camera driver publishes it."""
+    """Return a 640x480 rgb8 frame of smooth noise, as a camera driver publishes it."""
     rng = np.random.default_rng(seed)
     small = rng.integers(0, 256, (height // 8, width // 8, 3), np.uint8)
     rgb = np.repeat(np.repeat(small, 8, axis=0), 8, axis=1)
@@ -130,6 +131,7 @@ def main() -> None:
     parser.add_argument('--warmup', type=int, default=3)
     parser.add_argument('--seed', type=int, default=0)
     args = parser.parse_args()
+    share_cores(1)            # the node's thread policy for one worker (OpenCV on one thread)
     with tempfile.TemporaryDirectory() as tmp:
         for runtime in args.runtimes:
             print(json.dumps(bench(runtime, args, Path(tmp))), flush=True)
