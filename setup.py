@@ -5,6 +5,7 @@ from glob import glob
 from setuptools import find_packages, setup
 
 PACKAGE = 'aesvc_vpr'
+EXECUTABLE = 'vpr_node'
 
 setup(
     name=PACKAGE,
@@ -15,6 +16,9 @@ setup(
         (f'share/{PACKAGE}', ['package.xml']),
         (f'share/{PACKAGE}/launch', glob('launch/*.launch.py')),
         (f'share/{PACKAGE}/config', glob('config/*.yaml')),
+        # ros2 run looks in lib/<package>; console scripts land in bin/ under pip (setup.cfg's
+        # install_scripts applies to colcon's `setup.py install`), so it ships as a data file
+        (f'lib/{PACKAGE}', [f'scripts/{EXECUTABLE}']),
     ],
     install_requires=['setuptools'],
     zip_safe=True,
@@ -25,7 +29,6 @@ setup(
     tests_require=['pytest'],
     entry_points={
         'console_scripts': [
-            'vpr_node = aesvc_vpr.ros.node:main',
             'aesvc-vpr-node = aesvc_vpr.ros.node:main',
             'aesvc-vpr = aesvc_vpr.cli:main',
         ],

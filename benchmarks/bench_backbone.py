@@ -25,6 +25,10 @@ interleaved in the same rounds, and prints the ViT's time over the ONNX model's 
     M=../shared/data/mobilenet_coral/_DERIVED_onnx
     .venv/bin/python benchmarks/bench_backbone.py --sizes 224 --rounds 10 \\
         --onnx $M/mobilenet_v1_1.0_224_quant_embedding_extractor.onnx --onnx-preset mobilenet-tf
+
+``--busy N`` starts N processes that each spin one core for the whole run, as the rest of a
+robot's software does: torch's OpenMP threads spin and wait for each other when a core is taken,
+so a runtime's speed on an idle machine does not tell how it holds up beside other work.
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
+import multiprocessing
 import os
 from pathlib import Path
 import platform
@@ -80,6 +85,20 @@ def time_rounds(runners: dict, pixels: np.ndarray, rounds: int, warmup: int,
                 run(pixels)
                 samples[name].append((time.perf_counter() - start) * 1e3 / len(pixels))
     return samples
+
+
+def spin() -> None:
+    """Keep one core busy until terminated (a competing process for ``--busy``)."""
+    while True:
+        pass
+
+
+def start_busy(count: int) -> list[multiprocessing.Process]:
+    """Start ``count`` spinning processes; the caller terminates them."""
+    procs = [multiprocessing.Process(target=spin, daemon=True) for _ in range(count)]
+    for proc in procs:
+        proc.start()
+    return procs
 
 
 def model_gflops(model: str, size: int) -> float:
@@ -216,20 +235,29 @@ def main() -> None:
                         help='its value scaling (backbone.onnx.preset)')
     parser.add_argument('--onnx-runtimes', nargs='+', default=['onnx-fp32', 'openvino-fp32'],
                         choices=[r for r in RUNTIMES if not r.startswith('torch')])
+    parser.add_argument('--busy', type=int, default=0,
+                        help='competing processes, each spinning one core, during the timing')
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     images, used = real_images(args.data, args.per_set)
-    rate = matmul_gflops_per_s()   # at the thread count set above
+    rate = matmul_gflops_per_s()   # at the thread count set above, before --busy starts
     context = {'images': used, 'matmul_gflops_per_s': rate, 'run': {
-        'threads': args.threads, 'cpu': platform.processor() or platform.machine(),
+        'threads': args.threads, 'busy_processes': args.busy,
+        'omp_wait_policy': os.environ.get('OMP_WAIT_POLICY', ''),
+        'cpu': platform.processor() or platform.machine(),
         'matmul_gflops_per_s': round(rate, 1),
         'cpu_count': os.cpu_count(), 'date': datetime.date.today().isoformat(), **provenance()}}
-    if args.onnx is not None:
-        bench_onnx(args, images, context)
-        return
-    for model in args.models:
-        for size in args.sizes:
-            bench_config(model, size, args, images, context)
+    busy = start_busy(args.busy)
+    try:
+        if args.onnx is not None:
+            bench_onnx(args, images, context)
+            return
+        for model in args.models:
+            for size in args.sizes:
+                bench_config(model, size, args, images, context)
+    finally:
+        for proc in busy:
+            proc.terminate()
 
 
 if __name__ == '__main__':

@@ -5,7 +5,7 @@ import xml.etree.ElementTree as ET
 
 REPO = Path(__file__).resolve().parents[1]
 REQUIRED_KEYS = {
-    'rclpy', 'sensor_msgs', 'geometry_msgs', 'std_msgs', 'diagnostic_msgs', 'cv_bridge',
+    'rclpy', 'sensor_msgs', 'geometry_msgs', 'std_msgs', 'diagnostic_msgs',
     'python3-numpy', 'python3-opencv',
 }
 
@@ -21,5 +21,6 @@ def test_package_xml() -> None:
 
 def test_setup_installs_share_files() -> None:
     text = (REPO / 'setup.py').read_text()
-    for needle in ("'resource/", "'launch/*.launch.py'", "'config/*.yaml'", 'console_scripts'):
+    for needle in ("'resource/", "'launch/*.launch.py'", "'config/*.yaml'", 'console_scripts',
+                   "f'lib/{PACKAGE}'"):
         assert needle in text

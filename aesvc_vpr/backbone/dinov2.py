@@ -44,6 +44,9 @@ log = logging.getLogger(__name__)
 
 IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], np.float32)
 IMAGENET_STD = np.array([0.229, 0.224, 0.225], np.float32)
+# (v / 255 - mean) / std as one multiply-add per channel, (3, 1, 1) for (3, S, S) planes
+_PIXEL_SCALE = (1.0 / (255.0 * IMAGENET_STD)).astype(np.float32).reshape(3, 1, 1)
+_PIXEL_OFFSET = (-IMAGENET_MEAN / IMAGENET_STD).astype(np.float32).reshape(3, 1, 1)
 POS_EMBED_RULE = 'bicubic-size-noantialias'   # part of the fingerprint: another rule, other output
 GEM_EPS = 1e-6
 
@@ -157,9 +160,12 @@ class DinoV2Backbone:
         out = np.empty((len(images), 3, side, side), np.float32)
         for i, image in enumerate(images):
             rgb = resize_rgb(as_rgb_uint8(image), side, side)
-            # (S, S, 3) uint8 -> (3, S, S) float32, normalised per channel
-            out[i] = ((rgb.astype(np.float32) / 255.0 - IMAGENET_MEAN) / IMAGENET_STD).transpose(
-                2, 0, 1)
+            # (S, S, 3) uint8 -> (3, S, S) float32, normalised per channel in place (half the
+            # time of four whole-array passes; equal to 1e-6)
+            plane = out[i]
+            plane[...] = rgb.transpose(2, 0, 1)
+            plane *= _PIXEL_SCALE
+            plane += _PIXEL_OFFSET
         return out
 
     def embed(self, images: Sequence[np.ndarray]) -> np.ndarray:

@@ -26,6 +26,7 @@ from aesvc_vpr.config import BackboneConfig
 from aesvc_vpr.errors import WeightsError
 
 log = logging.getLogger(__name__)
+_FALLBACK_WARNED: list[bool] = []   # the auto -> patchgrid warning was given in this process
 
 AUTO_MODEL = 'vit_small_patch14_dinov2'
 Loader = Callable[[BackboneConfig, 'CalibrationSet | None'], Backbone]
@@ -87,9 +88,12 @@ def _load_auto(cfg: BackboneConfig, calibration: CalibrationSet | None) -> Backb
     except WeightsError as err:
         if cfg.weights:
             raise
-        log.warning('backbone auto: no DINOv2 weights found (%s in $TORCH_HOME/hub/checkpoints '
-                    'or a Hugging Face folder), so the weights-free %s baseline runs; see '
-                    'docs/backbone.md', hub_file(AUTO_MODEL), PATCHGRID)
+        # one warning per process; a node re-configured says it in /diagnostics at WARN level
+        level = logging.INFO if _FALLBACK_WARNED else logging.WARNING
+        _FALLBACK_WARNED.append(True)
+        log.log(level, 'backbone auto: no DINOv2 weights found (%s in $TORCH_HOME/hub/'
+                'checkpoints or a Hugging Face folder), so the weights-free %s baseline runs; '
+                'see docs/backbone.md', hub_file(AUTO_MODEL), PATCHGRID)
         log.debug('backbone auto: %s', err)
         return PatchGridBackbone(dataclasses.replace(cfg, model_name=PATCHGRID))
     weights = load_weights(path)   # a named file may hold any DINOv2 size

@@ -64,16 +64,18 @@ def run(args: argparse.Namespace) -> int:
                      args.settle_s, args.image_reliability)
     settings = {'mode': 'live node (bag-play)', 'rate': args.rate, 'spawned': args.spawn_node,
                 'namespace': cfg.namespace, 'node_name': cfg.node_name, 'top_k': args.top_k}
-    if args.spawn_node:
-        # absolute paths: the node resolves them in its own process
-        head = str(Path(args.head).resolve()) if args.head else ''
-        params = node_params(str(Path(mapdb.root).resolve()), head,
-                             args.backbone or mapdb.backbone_name, args.prefix_dim, args.top_k)
-        node = NodeProcess(cfg, params, args.param)
-        settings['node_parameters'] = {**params, 'overrides': args.param}
     with BagSet(source.bags) as bags:
         plan = plan_queries(bags, source)
         compressed = plan.image_type.endswith('CompressedImage')
+        if args.spawn_node:
+            # absolute paths: the node resolves them in its own process
+            head = str(Path(args.head).resolve()) if args.head else ''
+            params = node_params(str(Path(mapdb.root).resolve()), head,
+                                 args.backbone or mapdb.backbone_name, args.prefix_dim,
+                                 args.top_k)
+            params['image_transport'] = 'compressed' if compressed else 'raw'
+            node = NodeProcess(cfg, params, args.param)
+            settings['node_parameters'] = {**params, 'overrides': args.param}
         images = (msg for _, msg in query_messages(bags, plan))
         if args.spawn_node:
             with node:

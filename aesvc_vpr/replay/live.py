@@ -1,9 +1,10 @@
 """Mode 2, ROS-free half: run the live node, and turn what it published into scorable frames.
 
 ``aesvc_vpr.ros.bag_player`` publishes the bag's images to the node and records its
-``~/candidates`` (PoseArray, header stamp = image stamp) and ``~/candidate_scores``; this module
-starts the node as a subprocess (``NodeProcess``) and maps the candidate poses back to map rows
-(``frames_from_outputs``), so that both modes are scored by the same code
+``~/ranked_candidates`` (one stamped message per image: positions, yaw, scores and map rows);
+this module starts the node as a subprocess (``NodeProcess``) and turns the answers into rows of
+map indices (``frames_from_outputs``; answers without row ids are mapped back by position), so
+that both modes are scored by the same code
 (``aesvc_vpr.replay_report``). A published image without an answer is a dropped frame.
 """
 
@@ -68,6 +69,7 @@ class NodeOutput:
     yaw: np.ndarray          # (K,) float64 rad from the pose orientations
     scores: np.ndarray       # (K,) float32
     received_s: float        # time.monotonic() at arrival
+    rows: np.ndarray | None = None   # (K,) map row ids, when the node sent them
 
 
 @dataclass
@@ -165,7 +167,8 @@ def frames_from_outputs(plan: QueryPlan, play: PlayLog, map_utm: np.ndarray,
                         map_yaw: np.ndarray, top_k: int) -> ReplayFrames:
     """Turn the node's answers for the images with ground truth into rows of map indices.
 
-    A candidate pose is mapped back to the map row at exactly that position (the node copies
+    The node's map row ids are used when the answer has them. Otherwise a candidate pose is
+    mapped back to the map row at exactly that position (the node copies
     the map's float64 UTM into the pose); several rows at one position (e.g. several headings
     of one Pittsburgh place) are told apart by yaw, then by rank.
 
@@ -179,7 +182,8 @@ def frames_from_outputs(plan: QueryPlan, play: PlayLog, map_utm: np.ndarray,
         if out is None:
             continue
         k = min(top_k, len(out.scores))
-        frames.indices[i, :k] = _map_rows(out, rows_at, map_yaw)[:k]
+        rows = out.rows.tolist() if out.rows is not None else _map_rows(out, rows_at, map_yaw)
+        frames.indices[i, :k] = rows[:k]
         frames.scores[i, :k] = out.scores[:k]
         frames.answered[i] = True
         frames.latency_s[i] = out.received_s - play.sent_s[stamp]

@@ -114,17 +114,21 @@ class Localizer:
         """Full-size embeddings of RGB images: (N, E) float32, E the head's output size."""
         return self.encoder.embed(images)[1]
 
-    def search(self, full_embeddings: np.ndarray, stamps_ns: Sequence[int]) -> list[Localization]:
+    def search(self, full_embeddings: np.ndarray, stamps_ns: Sequence[int],
+               match_cfg: MatchConfig | None = None) -> list[Localization]:
         """Search embeddings from ``embed``; each result gets an equal share of the search time.
 
         Args:
             full_embeddings: (M, E) from ``embed``.
             stamps_ns: M image stamps.
+            match_cfg: settings for this call (default ``self.match_cfg``): a caller that
+                swaps settings while frames are in flight passes the one set it publishes with.
         """
         if len(full_embeddings) != len(stamps_ns):
             raise MapError(f'{len(full_embeddings)} embeddings but {len(stamps_ns)} stamps')
         start = time.perf_counter()
-        scores, indices = self._index.search(full_embeddings, self.match_cfg.top_k)
+        top_k = (match_cfg or self.match_cfg).top_k
+        scores, indices = self._index.search(full_embeddings, top_k)
         share = (time.perf_counter() - start) / max(1, len(stamps_ns))
         utm, yaw = self.mapdb.utm, self.mapdb.yaw
         return [Localization(int(stamp), [
@@ -132,12 +136,13 @@ class Localizer:
             for s, i in zip(row_scores, row_indices) if i >= 0], 0.0, share)
             for stamp, row_scores, row_indices in zip(stamps_ns, scores, indices)]
 
-    def localize(self, image_rgb: np.ndarray, stamp_ns: int) -> Localization:
+    def localize(self, image_rgb: np.ndarray, stamp_ns: int,
+                 match_cfg: MatchConfig | None = None) -> Localization:
         """Embed one (H, W, 3) uint8 RGB image and return its top-k map matches."""
         start = time.perf_counter()
         full = self.embed([image_rgb])
         embed_s = time.perf_counter() - start
-        result = self.search(full, [stamp_ns])[0]
+        result = self.search(full, [stamp_ns], match_cfg)[0]
         return Localization(result.stamp_ns, result.matches, embed_s, result.search_s)
 
     def _build_index(self, dim: int) -> PrefixIndex:

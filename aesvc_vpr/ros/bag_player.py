@@ -1,37 +1,35 @@
 """Mode 2, ROS half: publish a bag's images to the live node and record what it answers.
 
 Images go out at bag time (their receive-time spacing) divided by the rate, with their header
-stamps unchanged, on ``<ns>/image`` or ``<ns>/image/compressed``. The node's ``~/candidates``
-(PoseArray, stamped with the image stamp) and ``~/candidate_scores`` (Float32MultiArray, no
-header) are paired in arrival order: the node publishes them one after the other for each
-image, on reliable topics.
+stamps unchanged, on ``<ns>/image`` or ``<ns>/image/compressed``. The node's answer is its
+``~/ranked_candidates`` (PointCloud2: positions, yaw, score and map row of each candidate),
+keyed by its header stamp, so answers that finish out of order (``workers`` > 1) still land on
+their own image.
 """
 
 from __future__ import annotations
 
-from collections import deque
 import logging
 import threading
 import time
 from typing import Any, Iterable, Iterator
 
 from builtin_interfaces.msg import Time
-from geometry_msgs.msg import PoseArray
 import numpy as np
 import rclpy
 from rclpy.context import Context
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy
-from sensor_msgs.msg import CompressedImage, Image
-from std_msgs.msg import Float32MultiArray, Header
+from sensor_msgs.msg import CompressedImage, Image, PointCloud2
+from std_msgs.msg import Header
 
-from aesvc_vpr.bags.groundtruth import quaternion_yaw
 from aesvc_vpr.bags.reader import BagMessage
 from aesvc_vpr.common import stamps
 from aesvc_vpr.common.progress import progress_bar
 from aesvc_vpr.errors import VprError
 from aesvc_vpr.replay.live import NodeOutput, NodeProcess, PlayConfig, PlayLog
+from aesvc_vpr.ros import messages
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +42,7 @@ class BagPlayer(Node):
     """Publishes images to the node and collects its answers by stamp."""
 
     def __init__(self, cfg: PlayConfig, compressed: bool, context: Context) -> None:
-        """Create the image publisher and the two output subscriptions in ``context``."""
+        """Create the image publisher and the ranked-candidates subscription in ``context``."""
         super().__init__('aesvc_bag_player', context=context)
         self.cfg = cfg
         reliability = (ReliabilityPolicy.RELIABLE if cfg.image_reliability == 'reliable'
@@ -55,37 +53,23 @@ class BagPlayer(Node):
                                             QoSProfile(depth=10, reliability=reliability))
         self.log = PlayLog()
         self._lock = threading.Lock()
-        self._poses: deque[PoseArray] = deque()
-        self._scores: deque[tuple[Float32MultiArray, float]] = deque()
-        self.create_subscription(PoseArray, cfg.topic('~/candidates'), self._on_poses,
+        self.create_subscription(PointCloud2, cfg.topic('~/ranked_candidates'), self._on_ranked,
                                  OUTPUT_DEPTH)
-        self.create_subscription(Float32MultiArray, cfg.topic('~/candidate_scores'),
-                                 self._on_scores, OUTPUT_DEPTH)
 
-    def _on_poses(self, msg: PoseArray) -> None:
+    def _on_ranked(self, msg: PointCloud2) -> None:
+        """Keep one answer under its image stamp: arrival order does not matter."""
+        received_s = time.monotonic()
+        stamp_ns = stamps.stamp_ns(msg)
+        try:
+            points = messages.ranked_candidates(msg)
+        except ValueError as err:
+            self.get_logger().warning(f'stamp {stamp_ns}: {err}; answer ignored')
+            return
+        output = NodeOutput(stamp_ns, np.stack([points['x'], points['y']], axis=1),
+                            points['yaw'].astype(np.float64), points['score'].copy(),
+                            received_s, points['map_row'].astype(np.int64))
         with self._lock:
-            self._poses.append(msg)
-            self._pair()
-
-    def _on_scores(self, msg: Float32MultiArray) -> None:
-        with self._lock:
-            self._scores.append((msg, time.monotonic()))
-            self._pair()
-
-    def _pair(self) -> None:
-        while self._poses and self._scores:
-            poses, (scores, received_s) = self._poses.popleft(), self._scores.popleft()
-            stamp_ns = stamps.stamp_ns(poses)
-            if len(poses.poses) != len(scores.data):
-                self.get_logger().warning(
-                    f'stamp {stamp_ns}: {len(poses.poses)} candidates but {len(scores.data)} '
-                    'scores; the outputs are out of step, answer ignored')
-                continue
-            xy = np.array([[p.position.x, p.position.y] for p in poses.poses],
-                          np.float64).reshape(-1, 2)
-            yaw = np.array([quaternion_yaw(p.orientation) for p in poses.poses], np.float64)
-            self.log.outputs[stamp_ns] = NodeOutput(
-                stamp_ns, xy, yaw, np.asarray(scores.data, np.float32), received_s)
+            self.log.outputs[stamp_ns] = output
 
     def answered(self, stamp_ns: int) -> bool:
         """Whether the node's answer for this stamp has arrived."""
@@ -163,13 +147,13 @@ def _wait_ready(player: BagPlayer, first: BagMessage, cfg: PlayConfig,
                 node: NodeProcess | None) -> None:
     """Probe with the first image, restamped, until the node answers (model loaded, warm)."""
     deadline = time.monotonic() + cfg.startup_timeout_s
-    log.info('waiting for %s to answer on %s', cfg.topic(''), cfg.topic('~/candidates'))
+    log.info('waiting for %s to answer on %s', cfg.topic(''), cfg.topic('~/ranked_candidates'))
     while not player.answered(WARMUP_STAMP_NS):
         if node is not None:
             node.check_alive()
         if time.monotonic() > deadline:
             raise VprError(
-                f'no answer from the node on {cfg.topic("~/candidates")} within '
+                f'no answer from the node on {cfg.topic("~/ranked_candidates")} within '
                 f'{cfg.startup_timeout_s:.0f} s of publishing on {player.image_topic}; is it '
                 f'running in namespace {cfg.namespace!r} and active?'
                 + (f' Its log ends with:\n{node.log_tail()}' if node is not None else ''))

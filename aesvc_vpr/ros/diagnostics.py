@@ -12,8 +12,22 @@ import threading
 
 import numpy as np
 
+from aesvc_vpr.errors import (BackboneError, HeadError, ImageError, LoopError, MapError,
+                              SearchError)
+
+# the stage a failed frame is counted under; anything else is a bug, counted by exception type
+CAUSES = ((ImageError, 'decode'), (BackboneError, 'backbone'), (HeadError, 'head'),
+          (SearchError, 'search'), (MapError, 'search'), (LoopError, 'detector'))
 WINDOW_S = 5.0          # rates are averaged over this trailing window
 LATENCY_SAMPLES = 512   # percentiles over the most recent samples
+
+
+def failure_cause(err: BaseException) -> str:
+    """Name the stage a frame failed in ('backbone', 'search', ...), or 'bug_<Type>'."""
+    for kind, cause in CAUSES:
+        if isinstance(err, kind):
+            return cause
+    return f'bug_{type(err).__name__}'
 
 
 class RateMeter:
@@ -54,11 +68,16 @@ class NodeStats:
         self.dropped = 0
         self.bad_frames = 0
         self.last_error = ''
+        self.failures: dict[str, int] = {}     # frames that failed after decode, by cause
+        self.consecutive_failures = 0          # frames failed (any cause) since the last result
+        self.last_received_ns = 0              # monotonic ns; 0: never
+        self.last_processed_ns = 0
 
     def on_received(self, now_ns: int) -> None:
         """Count a frame that arrived from the subscription at monotonic ``now_ns``."""
         with self._lock:
             self.received += 1
+            self.last_received_ns = now_ns
             self._received.tick(now_ns)
 
     def on_dropped(self, count: int = 1) -> None:
@@ -70,7 +89,15 @@ class NodeStats:
         """Count a frame that could not be decoded, keeping the reason for diagnostics."""
         with self._lock:
             self.bad_frames += 1
+            self.consecutive_failures += 1
             self.last_error = reason
+
+    def on_failed(self, cause: str, reason: str) -> None:
+        """Count a decoded frame the core failed on; ``cause`` names the stage (backbone...)."""
+        with self._lock:
+            self.failures[cause] = self.failures.get(cause, 0) + 1
+            self.consecutive_failures += 1
+            self.last_error = f'{cause}: {reason}'
 
     def on_processed(self, now_ns: int, latency_s: float | None, compute_s: float) -> None:
         """Record one published result.
@@ -82,6 +109,8 @@ class NodeStats:
         """
         with self._lock:
             self.processed += 1
+            self.consecutive_failures = 0
+            self.last_processed_ns = now_ns
             self._processed.tick(now_ns)
             if latency_s is not None:
                 self._latency_s.append(latency_s)
@@ -99,6 +128,8 @@ class NodeStats:
                 'compute_p50_ms': compute[0], 'compute_p95_ms': compute[1],
                 'received': self.received, 'processed': self.processed,
                 'dropped': self.dropped, 'bad_frames': self.bad_frames,
+                'failed_frames': sum(self.failures.values()),
+                **{f'failed_{cause}': count for cause, count in sorted(self.failures.items())},
             }
 
 

@@ -20,6 +20,7 @@ from builtin_interfaces.msg import Time
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from geometry_msgs.msg import Point, Pose, PoseArray, PoseWithCovarianceStamped, Quaternion
 import numpy as np
+from sensor_msgs.msg import PointCloud2, PointField
 from std_msgs.msg import ColorRGBA, Float32MultiArray, Header, MultiArrayDimension
 from visualization_msgs.msg import Marker, MarkerArray
 
@@ -66,6 +67,46 @@ def candidates_msgs(loc: Localization, stamp: Time,
     scores.layout.dim = [MultiArrayDimension(label='rank', size=len(loc.matches),
                                              stride=len(loc.matches))]
     return poses, scores
+
+
+# ~/ranked_candidates: one point per candidate, rank order; float64 positions keep UTM to the mm
+CANDIDATE_DTYPE = np.dtype([('x', '<f8'), ('y', '<f8'), ('z', '<f8'), ('yaw', '<f4'),
+                            ('score', '<f4'), ('map_row', '<i4')])
+_POINT_FIELD_TYPES = {np.dtype('<f8'): PointField.FLOAT64, np.dtype('<f4'): PointField.FLOAT32,
+                      np.dtype('<i4'): PointField.INT32}
+
+
+def ranked_candidates_msg(loc: Localization, stamp: Time, frame_id: str) -> PointCloud2:
+    """Build the stamped top-k as a PointCloud2: x, y, z, yaw, score and map_row per point.
+
+    One message carries what ~/candidates and ~/candidate_scores split, so a consumer joins
+    it to the image by its header stamp, never by arrival order.
+    """
+    points = np.zeros(len(loc.matches), CANDIDATE_DTYPE)
+    for i, match in enumerate(loc.matches):
+        points[i] = (match.easting, match.northing, 0.0,
+                     0.0 if math.isnan(match.yaw) else match.yaw, match.score, match.index)
+    fields = [PointField(name=name, offset=offset, datatype=_POINT_FIELD_TYPES[dtype], count=1)
+              for name, (dtype, offset) in CANDIDATE_DTYPE.fields.items()]
+    return PointCloud2(header=Header(stamp=stamp, frame_id=frame_id), height=1,
+                       width=len(points), fields=fields, is_bigendian=False,
+                       point_step=CANDIDATE_DTYPE.itemsize,
+                       row_step=CANDIDATE_DTYPE.itemsize * len(points), data=points.tobytes(),
+                       is_dense=True)
+
+
+def ranked_candidates(msg: PointCloud2) -> np.ndarray:
+    """Read ``ranked_candidates_msg`` back: (K,) CANDIDATE_DTYPE records, rank order.
+
+    Raises:
+        ValueError: the fields are not this node's layout.
+    """
+    layout = [(f.name, f.offset, f.datatype) for f in msg.fields]
+    expected = [(name, offset, _POINT_FIELD_TYPES[dtype])
+                for name, (dtype, offset) in CANDIDATE_DTYPE.fields.items()]
+    if layout != expected or msg.point_step != CANDIDATE_DTYPE.itemsize:
+        raise ValueError(f'not a ranked-candidates cloud: fields {layout}')
+    return np.frombuffer(bytes(msg.data), CANDIDATE_DTYPE, count=msg.width * msg.height)
 
 
 def marker_scale_m(utm: np.ndarray) -> float:

@@ -1,10 +1,13 @@
 """vpr_node: a lifecycle node that turns camera images into place matches in a geotagged map.
 
 configure builds the mode object (``modes.py``: localisation or loop closure), which loads
-backbone, head and map (slow, timed); activate subscribes to ``image`` and ``image/compressed``;
-deactivate and cleanup release them. With ``autostart`` (the default) the node walks through
-configure and activate itself. Frames go to a one-slot worker thread (newest wins), are decoded
-here and handed to the mode, which runs the core and publishes the results.
+backbone, head and map (slow, timed); activate subscribes to ``image`` or ``image/compressed``
+(``camera_input.py``); deactivate and cleanup release them, after the frames in flight have
+finished (``gate.py``). With ``autostart`` (the default) the node walks through configure and
+activate itself. Frames go to a one-slot worker thread (newest wins), are decoded here and
+handed to the mode, which runs the core and publishes the results. A frame that fails is counted
+by cause and logged with a throttle; ``health.py`` turns the counters into the /diagnostics
+level. The core's Python logging reaches /rosout through ``logbridge.py``.
 See docs/node.md for topics, parameters, QoS and the covariance mapping.
 """
 
@@ -16,45 +19,45 @@ import time
 import traceback
 from typing import Any
 
-from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
+import cv2
+from diagnostic_msgs.msg import DiagnosticArray
 from rcl_interfaces.msg import SetParametersResult
 import rclpy
-from rclpy.event_handler import SubscriptionEventCallbacks
 from rclpy.exceptions import ParameterException
 from rclpy.executors import ExternalShutdownException
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rclpy.parameter import Parameter
-from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CompressedImage, Image
 
 from aesvc_vpr.common.stamps import stamp_ns
 from aesvc_vpr.errors import VprError
 from aesvc_vpr.images.messages import message_to_rgb
 from aesvc_vpr.ros import messages
-from aesvc_vpr.ros.diagnostics import NodeStats
+from aesvc_vpr.ros.camera_input import CameraInput
+from aesvc_vpr.ros.diagnostics import failure_cause, NodeStats
+from aesvc_vpr.ros.gate import FrameGate
+from aesvc_vpr.ros.health import assess, backbone_warning, Observation, stall_window_s
+from aesvc_vpr.ros.logbridge import bridge_logging, unbridge
 from aesvc_vpr.ros.modes import make_mode, NodeMode
-from aesvc_vpr.ros.params import (descriptors, NodeSettings, PARAMS, settings_from_values,
-                                  with_value)
+from aesvc_vpr.ros.params import (bounded_descriptor, descriptors, NodeSettings, PARAMS,
+                                  settings_from_values, with_value)
 from aesvc_vpr.ros.worker import LatestFrameWorker
 
 NODE_NAME = 'vpr_node'
 DIAGNOSTICS_PERIOD_S = 1.0
 THROTTLE_S = 5.0             # per-frame warnings at most this often
-
-
-def image_qos(reliability: str) -> QoSProfile:
-    """Depth 1: a slow consumer should see the newest frame, never a backlog."""
-    policy = ReliabilityPolicy.RELIABLE if reliability == 'reliable' else \
-        ReliabilityPolicy.BEST_EFFORT
-    return QoSProfile(depth=1, reliability=policy)
+TRANSITION_WAIT_S = 60.0     # deactivate waits this long for the frames in flight
 
 
 def share_cores(workers: int) -> None:
     """Give each of ``workers`` frames in flight its share of the cores as backbone threads.
 
     Two frames each on one core beat one frame on two cores for throughput: a single ViT-S
-    forward pass does not keep both cores busy.
+    forward pass does not keep both cores busy. OpenCV's resize runs on the frame's own thread:
+    its pool waits for a core the backbone or another process holds (INTER_AREA 640x480 -> 224
+    took 6.8 ms median with 2 threads and 4.3 ms with 1 at load 9; benchmarks/README.md).
     """
+    cv2.setNumThreads(1)
     if workers > 1:
         import torch     # only here: the weights-free backbone runs without it
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // workers))
@@ -70,15 +73,18 @@ class VprNode(LifecycleNode):
             ConfigError: a parameter value the config dataclasses refuse.
         """
         super().__init__(NODE_NAME, **kwargs)
+        self._log_handler = bridge_logging(self.get_logger())
         self.declare_parameters('', descriptors())
         self.settings: NodeSettings = settings_from_values(
             {p.name: self.get_parameter(p.name).value for p in PARAMS})
         self.mode: NodeMode | None = None      # built at configure, released at cleanup
         self.stats = NodeStats()
         self._worker: LatestFrameWorker | None = None
-        self._subscriptions: list[Any] = []
+        self._input: CameraInput | None = None
+        self._gate = FrameGate()
         self._configure_error = ''
-        self._last_bad_frames = 0
+        self._last_failures = 0
+        self._active_since_ns = 0
         self.add_on_set_parameters_callback(self._on_set_parameters)
         self._diagnostics = self.create_publisher(DiagnosticArray, '/diagnostics', 10)
         self.create_timer(DIAGNOSTICS_PERIOD_S, self._on_timer)
@@ -102,6 +108,10 @@ class VprNode(LifecycleNode):
         try:
             share_cores(s.node.workers)
             self.mode = make_mode(self, s)
+            limit = getattr(self.mode, 'max_prefix_dim', None)
+            if limit is not None:        # the descriptor states the loaded head's real bound
+                declared = self.describe_parameter('search.prefix_dim')
+                self.set_descriptor('search.prefix_dim', bounded_descriptor(declared, *limit))
         except (VprError, OSError) as err:
             self._configure_error = str(err)
             self.get_logger().error(f'configure failed: {err}')
@@ -118,35 +128,35 @@ class VprNode(LifecycleNode):
 
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
         """Start the worker, subscribe to the camera and enable the publishers."""
+        s = self.settings.node
         self.stats = NodeStats()
+        self._last_failures = 0
+        self._active_since_ns = time.monotonic_ns()
         self._worker = LatestFrameWorker(self._handle_frame, self.stats.on_dropped,
                                          lambda: self.settings.node.max_rate_hz,
-                                         threads=self.settings.node.workers)
+                                         threads=s.workers)
         self._worker.start()
-        qos = image_qos(self.settings.node.image_reliability)
-        events = SubscriptionEventCallbacks(incompatible_qos=self._on_incompatible_qos)
-        self._subscriptions = [
-            self.create_subscription(Image, 'image', self._on_image, qos,
-                                     event_callbacks=events),
-            self.create_subscription(CompressedImage, 'image/compressed', self._on_image, qos,
-                                     event_callbacks=events),
-        ]
+        self._input = CameraInput(self, s.image_transport, s.image_reliability, self._on_image)
+        self._input.subscribe()
         result = super().on_activate(state)
+        self._gate.admit()
         if self.mode is not None:
             self.mode.activate()
-        self.get_logger().info(f'active: listening on {self._subscriptions[0].topic_name} and '
-                               f'{self._subscriptions[1].topic_name} '
-                               f'({self.settings.node.image_reliability})')
+        self.get_logger().info(f'active: listening on {self._input.topic} '
+                               f'({self._input.reliability})')
         return result
 
     def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
-        """Unsubscribe and stop the worker; the model and map stay loaded."""
+        """Let the frames in flight finish, unsubscribe and stop the worker; the map stays."""
         self._stop_input()
+        self.get_logger().info(f'deactivated after {self.stats.processed} frames; model and '
+                               'map stay loaded')
         return super().on_deactivate(state)
 
     def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
         """Release everything configure loaded."""
         self.release()
+        self.get_logger().info('cleaned up: model and map released')
         return super().on_cleanup(state)
 
     def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
@@ -155,9 +165,13 @@ class VprNode(LifecycleNode):
         return super().on_shutdown(state)
 
     def _stop_input(self) -> None:
-        for sub in self._subscriptions:
-            self.destroy_subscription(sub)
-        self._subscriptions = []
+        if not self._gate.close(TRANSITION_WAIT_S):
+            self.get_logger().error(f'{self._gate.inside} frame(s) still in flight after '
+                                    f'{TRANSITION_WAIT_S:.0f} s; their results are dropped')
+        self._active_since_ns = 0
+        if self._input is not None:
+            self._input.destroy()
+            self._input = None
         if self.mode is not None:
             self.mode.deactivate()
         if self._worker is not None:
@@ -171,6 +185,11 @@ class VprNode(LifecycleNode):
             self.mode.release()          # loop closure saves its keyframe map here
             self.mode = None
 
+    def destroy_node(self) -> None:
+        """Detach the logging bridge, then destroy the node."""
+        unbridge(self._log_handler)
+        super().destroy_node()
+
     # frames ----------------------------------------------------------------------------------
 
     def _on_image(self, msg: Image | CompressedImage) -> None:
@@ -180,7 +199,16 @@ class VprNode(LifecycleNode):
             self._worker.submit(msg)
 
     def _handle_frame(self, msg: Image | CompressedImage) -> None:
-        """Worker thread: decode, run the core and publish. The hook a new mode extends."""
+        """Worker thread: process the frame unless a transition has closed the gate."""
+        if not self._gate.enter():
+            return
+        try:
+            self._process_frame(msg)
+        finally:
+            self._gate.leave()
+
+    def _process_frame(self, msg: Image | CompressedImage) -> None:
+        """Decode, run the core and publish; count a failure by cause. The hook a mode extends."""
         start = time.perf_counter()
         try:
             rgb = message_to_rgb(msg, self.settings.node.max_image_pixels)
@@ -192,18 +220,19 @@ class VprNode(LifecycleNode):
         mode = self.mode
         if mode is None:
             return
-        mode.handle(rgb, msg.header.stamp)
+        try:
+            mode.handle(rgb, msg.header.stamp)
+        except Exception as err:  # noqa: BLE001 - one frame's failure must not stop the node
+            cause = failure_cause(err)
+            self.stats.on_failed(cause, f'{type(err).__name__}: {err}')
+            self.get_logger().error(f'frame failed in {cause}: {type(err).__name__}: {err} '
+                                    f'(counted in /diagnostics failed_{cause})',
+                                    throttle_duration_sec=THROTTLE_S)
+            return
         image_ns = stamp_ns(msg)
         # an unstamped image (stamp 0) has no meaningful stamp -> publish latency
         latency_s = (self.get_clock().now().nanoseconds - image_ns) * 1e-9 if image_ns else None
         self.stats.on_processed(time.monotonic_ns(), latency_s, time.perf_counter() - start)
-
-    def _on_incompatible_qos(self, event: Any) -> None:
-        other = 'best_effort' if self.settings.node.image_reliability == 'reliable' else 'reliable'
-        self.get_logger().warning(
-            f'a camera publisher offers QoS incompatible with image_reliability='
-            f'{self.settings.node.image_reliability}; its frames are not received. Set '
-            f'image_reliability:={other} (see docs/node.md, QoS)', throttle_duration_sec=30.0)
 
     # parameters and diagnostics --------------------------------------------------------------
 
@@ -218,32 +247,42 @@ class VprNode(LifecycleNode):
         except VprError as err:
             return SetParametersResult(successful=False, reason=str(err))
         self.settings = settings
+        if self._worker is not None:
+            self._worker.wake()          # a new max_rate_hz applies to the frame waiting now
         return SetParametersResult(successful=True)
 
     def _on_timer(self) -> None:
         if self.mode is not None and self.state == 'active':
             self.mode.tick()
+        if self._input is not None:
+            self._input.refresh()
         self._diagnostics.publish(self._diagnostics_msg())
 
     def _diagnostics_msg(self) -> DiagnosticArray:
-        values: dict[str, object] = {'state': self.state, 'mode': self.settings.node.mode}
-        values.update(self.stats.snapshot(time.monotonic_ns()))
+        now_ns = time.monotonic_ns()
+        s = self.settings
+        values: dict[str, object] = {'state': self.state, 'mode': s.node.mode}
+        values.update(self.stats.snapshot(now_ns))
+        values['backbone_configured'] = s.backbone.model_name
         if self.mode is not None:
             values.update(self.mode.diagnostics())
-        new_bad = self.stats.bad_frames - self._last_bad_frames
-        self._last_bad_frames = self.stats.bad_frames
-        if self._configure_error:
-            level, message = DiagnosticStatus.ERROR, f'configure failed: {self._configure_error}'
-        elif new_bad:
-            level = DiagnosticStatus.WARN
-            message = f'{new_bad} bad frames: {self.stats.last_error}'
-        elif self.state != 'active':
-            level, message = DiagnosticStatus.WARN, self.state
-        else:
-            level, message = DiagnosticStatus.OK, 'active'
+        failures = self.stats.bad_frames + int(values['failed_frames'])
+        camera = self._input
+        observation = Observation(
+            state=self.state, topic=camera.topic if camera else '',
+            active_since_ns=self._active_since_ns, stall_s=stall_window_s(s.node.max_rate_hz),
+            configure_error=self._configure_error,
+            qos_problem=camera.qos_problem if camera else '',
+            qos_problem_ns=camera.qos_problem_ns if camera else 0,
+            new_failures=failures - self._last_failures,
+            warnings=backbone_warning(s.backbone.model_name, values.get('backbone')))
+        self._last_failures = failures
+        if camera is not None:
+            values.update({'input_topic': camera.topic, 'input_reliability': camera.reliability})
+        health = assess(observation, self.stats, now_ns)
         stamp = self.get_clock().now().to_msg()
-        return messages.diagnostics_msg(stamp, self.get_fully_qualified_name(), level, message,
-                                        values)
+        return messages.diagnostics_msg(stamp, self.get_fully_qualified_name(),
+                                        bytes([health.level]), health.message, values)
 
 
 def main(args: list[str] | None = None) -> int:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from builtin_interfaces.msg import Time
 from geometry_msgs.msg import PoseArray, PoseWithCovarianceStamped
 from rclpy.lifecycle import LifecycleNode
+from sensor_msgs.msg import PointCloud2
 from std_msgs.msg import Float32MultiArray
 from visualization_msgs.msg import MarkerArray
 
@@ -17,7 +18,7 @@ DEPTH = 10
 
 
 class Outputs:
-    """~/place_match, ~/candidates, ~/candidate_scores and ~/markers of one configured map."""
+    """~/place_match, ~/candidates, ~/candidate_scores, ~/ranked_candidates and ~/markers."""
 
     def __init__(self, node: LifecycleNode, mapdb: MapDatabase, frame_id: str) -> None:
         """Create the (still disabled) lifecycle publishers of ``node`` for this map."""
@@ -31,8 +32,10 @@ class Outputs:
             node.create_lifecycle_publisher(PoseArray, '~/candidates', DEPTH),
             node.create_lifecycle_publisher(Float32MultiArray, '~/candidate_scores', DEPTH),
             node.create_lifecycle_publisher(MarkerArray, '~/markers', DEPTH),
+            node.create_lifecycle_publisher(PointCloud2, '~/ranked_candidates', DEPTH),
         ]
-        self._place_match, self._candidates, self._scores, self._markers = self._publishers
+        self._place_match, self._candidates, self._scores, self._markers, self._ranked = \
+            self._publishers
 
     def publish(self, loc: Localization, stamp: Time, match_cfg: MatchConfig) -> None:
         """Publish one query's results, all stamped with the query image's stamp.
@@ -45,6 +48,7 @@ class Outputs:
         poses, scores = messages.candidates_msgs(loc, stamp, self._frame_id)
         self._candidates.publish(poses)
         self._scores.publish(scores)
+        self._ranked.publish(messages.ranked_candidates_msg(loc, stamp, self._frame_id))
         self._markers.publish(messages.match_markers(loc, stamp, self._frame_id, self._scale_m))
 
     def publish_places(self) -> None:

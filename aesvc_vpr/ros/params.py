@@ -18,8 +18,10 @@ from aesvc_vpr.errors import ConfigError
 from aesvc_vpr.images.messages import DEFAULT_MAX_PIXELS
 
 MODES = ('localization', 'loop_closure')   # loop_closure: docs/loop_closure.md
-RELIABILITIES = ('reliable', 'best_effort')
+RELIABILITIES = ('auto', 'reliable', 'best_effort')
+TRANSPORTS = ('raw', 'compressed')
 MAX_WORKERS = 16
+MIN_RATE_HZ = 0.1              # a lower cap would hold the next frame for minutes
 
 
 @dataclass(frozen=True)
@@ -34,11 +36,16 @@ class NodeConfig:
     # Frames in flight at once. 2 on 2 cores raised ViT-S int8 throughput 1.2-1.4x for 1.2-1.3x
     # the latency (benchmarks/README.md, 'Node and transport'); outputs may leave out of order.
     workers: int = 1
-    # Measured in benchmarks/README.md ('Node and transport'): across processes with default
-    # FastDDS, only a reliable subscription receives 640x480 frames from a reliable camera.
-    image_reliability: str = 'reliable'
+    # 'auto' matches the publishers found (reliable only if all offer it), as rosbag2 does:
+    # across processes with default FastDDS, only a reliable subscription receives 640x480
+    # frames from a reliable camera (benchmarks/README.md, 'Node and transport'), and only a
+    # best-effort one connects to a sensor-data camera.
+    image_reliability: str = 'auto'
     max_image_pixels: int = DEFAULT_MAX_PIXELS
     autostart: bool = True         # configure and activate without a lifecycle manager
+    # raw: Image on image; compressed: CompressedImage on image/compressed (one topic, as
+    # image_pipeline nodes do)
+    image_transport: str = 'raw'
 
     def __post_init__(self) -> None:
         """Refuse values the node cannot run with (ConfigError, message names the field)."""
@@ -47,8 +54,12 @@ class NodeConfig:
         if self.image_reliability not in RELIABILITIES:
             raise ConfigError(f'image_reliability must be one of {RELIABILITIES}, '
                               f'got {self.image_reliability!r}')
-        if self.max_rate_hz < 0:
-            raise ConfigError(f'max_rate_hz must be >= 0 (0: no cap), got {self.max_rate_hz}')
+        if self.max_rate_hz != 0 and not self.max_rate_hz >= MIN_RATE_HZ:
+            raise ConfigError(f'max_rate_hz must be 0 (no cap) or >= {MIN_RATE_HZ}, got '
+                              f'{self.max_rate_hz}')
+        if self.image_transport not in TRANSPORTS:
+            raise ConfigError(f'image_transport must be one of {TRANSPORTS}, '
+                              f'got {self.image_transport!r}')
         if not 1 <= self.workers <= MAX_WORKERS:
             raise ConfigError(f'workers must be 1..{MAX_WORKERS}, got {self.workers}')
         if self.workers > 1 and self.mode == 'loop_closure':
@@ -157,17 +168,21 @@ PARAMS = (
           limits=(-1.0, 1.0)),
     Param('match.radius_m', 'position sigma of a score-1 match in metres (covariance scale)',
           limits=(0.1, 10000.0)),
-    Param('max_rate_hz', 'processing rate cap in Hz; 0: no cap', limits=(0.0, 1000.0)),
+    Param('max_rate_hz', f'processing rate cap in Hz; 0: no cap, else >= {MIN_RATE_HZ}; '
+          'applies at once', limits=(0.0, 1000.0)),
     Param('workers', 'frames processed at once; > 1 trades latency for throughput (each '
           'worker gets cores / workers backbone threads); localization mode only',
           read_only=True, limits=(1, MAX_WORKERS)),
     Param('max_image_pixels', 'larger images are refused unread (bad-frame counter)',
           limits=(1, 1_000_000_000)),
     Param('map_frame', 'frame_id of all outputs', read_only=True),
-    Param('image_reliability', 'input QoS reliability: reliable | best_effort', read_only=True),
+    Param('image_reliability', 'input QoS reliability: auto (match the publishers found) | '
+          'reliable | best_effort', read_only=True),
     Param('mode', ' | '.join(MODES), read_only=True),
     Param('autostart', 'configure and activate at start, without a lifecycle manager',
           read_only=True),
+    Param('image_transport', 'raw (Image on image) | compressed (CompressedImage on '
+          'image/compressed)', read_only=True),
     # mode loop_closure only (docs/loop_closure.md); all change at run time
     Param('loop_closure.min_interval_s', 'keyframe after this many seconds (0: off)',
           limits=(0.0, 3600.0)),
@@ -246,6 +261,20 @@ def _replaced(config: Any, path: list[str], value: Any) -> Any:
     if len(path) > 1:
         value = _replaced(getattr(config, path[0]), path[1:], value)
     return dataclasses.replace(config, **{path[0]: value})
+
+
+def bounded_descriptor(declared: Any, high: int, why: str) -> Any:
+    """Return a copy of a declared descriptor with its integer range capped at ``high``.
+
+    For limits known only once something is loaded (``search.prefix_dim`` <= the head's output
+    size), so ``ros2 param describe`` states the real bound.
+    """
+    name = declared.name
+    descriptor = next(d for n, _, d in descriptors() if n == name)
+    descriptor.type = declared.type
+    descriptor.integer_range[0].to_value = high
+    descriptor.description += f' (at most {high}: {why})'
+    return descriptor
 
 
 def descriptors() -> list[tuple[str, Any, Any]]:

@@ -4,9 +4,11 @@ Subscription callbacks only drop the message into the slot and return, so the ex
 responsive (parameters, lifecycle services, diagnostics) while a frame takes tens of
 milliseconds to decode, embed and search. A frame replaced before the worker took it is counted
 as dropped. An optional rate cap spaces processing starts by at least ``1 / max_rate_hz``;
-frames that arrive meanwhile replace each other in the slot. With several threads, each takes
-the newest frame when it is free, so up to that many frames are in flight and their results can
-finish out of arrival order.
+frames that arrive meanwhile replace each other in the slot. The cap is read again whenever a
+thread waits, and ``wake`` makes waiting threads re-read it, so a new rate applies at once:
+the hold-off is always measured from the last start with the current rate. With several
+threads, each takes the newest frame when it is free, so up to that many frames are in flight
+and their results can finish out of arrival order.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ class LatestFrameWorker:
 
     def __init__(self, handle: Callable[[Any], None], on_dropped: Callable[[], None],
                  max_rate_hz: Callable[[], float], name: str = 'vpr-worker',
-                 threads: int = 1) -> None:
+                 threads: int = 1, clock: Callable[[], float] = time.monotonic) -> None:
         """Create a stopped worker.
 
         Args:
@@ -35,6 +37,7 @@ class LatestFrameWorker:
                 means no cap.
             name: thread name, shown in debuggers and py-spy.
             threads: items processed at once; ``handle`` must then be thread-safe.
+            clock: monotonic seconds (a test passes a clock it controls).
         """
         self._handle = handle
         self._on_dropped = on_dropped
@@ -42,7 +45,8 @@ class LatestFrameWorker:
         self._cond = threading.Condition()
         self._slot: Any = None
         self._stopping = False
-        self._next_start = 0.0     # monotonic s before which the rate cap holds the next item
+        self._clock = clock
+        self._last_start: float | None = None   # clock s of the last item taken
         self._threads = [threading.Thread(target=self._run, name=f'{name}-{i}', daemon=True)
                          for i in range(threads)]
 
@@ -59,6 +63,11 @@ class LatestFrameWorker:
             self._slot = item
             self._cond.notify()
 
+    def wake(self) -> None:
+        """Make waiting threads re-read the rate cap (call after changing it)."""
+        with self._cond:
+            self._cond.notify_all()
+
     def stop(self, timeout_s: float = 10.0) -> None:
         """Finish the items in progress, discard the slot and join the threads."""
         with self._cond:
@@ -70,15 +79,21 @@ class LatestFrameWorker:
             if thread.is_alive():
                 thread.join(max(0.0, deadline - time.monotonic()))
 
+    def _hold_s(self) -> float:
+        """Seconds the rate cap still holds the next item (<= 0: free to go)."""
+        rate_hz = self._max_rate_hz()
+        if rate_hz <= 0 or self._last_start is None:
+            return 0.0
+        return self._last_start + 1.0 / rate_hz - self._clock()
+
     def _take(self) -> Any:
         """Wait for an item that the rate cap allows; None when stopping."""
         with self._cond:
             while not self._stopping:
-                rate_hz = self._max_rate_hz()
-                wait_s = self._next_start - time.monotonic() if rate_hz > 0 else 0.0
+                wait_s = self._hold_s()
                 if self._slot is not None and wait_s <= 0:
                     item, self._slot = self._slot, None
-                    self._next_start = time.monotonic() + (1.0 / rate_hz if rate_hz > 0 else 0)
+                    self._last_start = self._clock()
                     return item
                 self._cond.wait(wait_s if self._slot is not None else None)
             return None

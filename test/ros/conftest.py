@@ -7,6 +7,7 @@ same time never see each other's topics. Everything is real: rclpy, FastDDS, FAI
 from __future__ import annotations
 
 import os
+from typing import Iterator
 
 from image_samples import place_image
 import numpy as np
@@ -45,13 +46,24 @@ def small_map(tmp_path_factory) -> MapDatabase:
                              backbone_fingerprint=backbone.fingerprint)
 
 
-@pytest.fixture
-def harness(ros_context, small_map):
-    """Start a configured, active vpr_node on the small map, with the tester subscribed."""
-    h = Harness(ros_context, small_map.root)
+def started(context, map_root, **overrides) -> Iterator[Harness]:
+    """Yield an active vpr_node with ``overrides``, the tester subscribed; close it after."""
+    h = Harness(context, map_root, **overrides)
     try:
         assert h.node.autostart(), 'vpr_node failed to configure or activate'
         h.wait_subscribed()
         yield h
     finally:
         h.close()
+
+
+@pytest.fixture
+def harness(ros_context, small_map):
+    """Start a configured, active vpr_node on the small map, with the tester subscribed."""
+    yield from started(ros_context, small_map.root)
+
+
+@pytest.fixture
+def compressed_harness(ros_context, small_map):
+    """Start the same node with ``image_transport: compressed``."""
+    yield from started(ros_context, small_map.root, image_transport='compressed')

@@ -9,6 +9,8 @@ from typing import Any, Callable
 
 from diagnostic_msgs.msg import DiagnosticArray
 from geometry_msgs.msg import PoseArray, PoseWithCovarianceStamped
+from lifecycle_msgs.msg import Transition
+from lifecycle_msgs.srv import ChangeState
 import numpy as np
 import pytest
 import rclpy
@@ -16,7 +18,7 @@ from rclpy.executors import SingleThreadedExecutor
 from rclpy.parameter import Parameter
 from rclpy.parameter_client import AsyncParameterClient
 from rclpy.qos import QoSProfile, ReliabilityPolicy
-from sensor_msgs.msg import CompressedImage, Image
+from sensor_msgs.msg import CompressedImage, Image, PointCloud2
 from std_msgs.msg import Float32MultiArray
 
 from aesvc_vpr.ros.node import VprNode
@@ -39,14 +41,17 @@ class Harness:
         self.compressed_pub = self.tester.create_publisher(CompressedImage, 'image/compressed',
                                                            qos)
         self.received: dict[str, list[Any]] = {k: [] for k in
-                                               ('match', 'candidates', 'scores', 'diagnostics')}
+                                               ('match', 'candidates', 'scores', 'diagnostics',
+                                                'ranked')}
         self._cond = threading.Condition()
         for key, kind, topic in (('match', PoseWithCovarianceStamped, '/vpr_node/place_match'),
                                  ('candidates', PoseArray, '/vpr_node/candidates'),
                                  ('scores', Float32MultiArray, '/vpr_node/candidate_scores'),
-                                 ('diagnostics', DiagnosticArray, '/diagnostics')):
+                                 ('diagnostics', DiagnosticArray, '/diagnostics'),
+                                 ('ranked', PointCloud2, '/vpr_node/ranked_candidates')):
             self.tester.create_subscription(kind, topic, self._collector(key), qos)
         self.params = AsyncParameterClient(self.tester, 'vpr_node')
+        self._lifecycle: Any = None
         self.executor = SingleThreadedExecutor(context=context)
         self.executor.add_node(self.node)
         self.executor.add_node(self.tester)
@@ -81,9 +86,41 @@ class Harness:
             return None
         return self.wait_for(find, f'candidates stamped {sec}.{nanosec}')
 
+    @property
+    def camera_pub(self) -> Any:
+        """The publisher of the node's ``image_transport``."""
+        compressed = self.node.settings.node.image_transport == 'compressed'
+        return self.compressed_pub if compressed else self.image_pub
+
     def wait_subscribed(self) -> None:
-        self.wait_for(lambda: self.image_pub.get_subscription_count() >= 1
-                      and self.compressed_pub.get_subscription_count() >= 1, 'node subscriptions')
+        self.wait_for(lambda: self.camera_pub.get_subscription_count() >= 1,
+                      'node subscription')
+
+    def diagnostic_status(self) -> Any:
+        """Return the latest vpr_node DiagnosticStatus (None before the first)."""
+        for msg in reversed(self.received['diagnostics']):
+            for status in msg.status:
+                if status.name.endswith('vpr_node'):
+                    return status
+        return None
+
+    def transition(self, label: str) -> bool:
+        """Trigger a lifecycle transition through the node's service, as ros2 lifecycle does.
+
+        On the executor thread, like a lifecycle manager's request, so it never races the
+        executor's wait set.
+        """
+        if self._lifecycle is None:
+            self._lifecycle = self.tester.create_client(ChangeState, '/vpr_node/change_state')
+        assert self._lifecycle.wait_for_service(TIMEOUT_S)
+        ids = {'configure': Transition.TRANSITION_CONFIGURE,
+               'activate': Transition.TRANSITION_ACTIVATE,
+               'deactivate': Transition.TRANSITION_DEACTIVATE,
+               'cleanup': Transition.TRANSITION_CLEANUP}
+        future = self._lifecycle.call_async(
+            ChangeState.Request(transition=Transition(id=ids[label])))
+        self.wait_for(future.done, f'transition {label}')
+        return future.result().success
 
     def set_param(self, name: str, value: Any) -> Any:
         """Set a parameter through the parameter service, as ``ros2 param set`` does."""
@@ -94,11 +131,8 @@ class Harness:
 
     def diagnostic_values(self) -> dict[str, str]:
         """Key-values of the latest vpr_node diagnostics message ({} before the first)."""
-        for msg in reversed(self.received['diagnostics']):
-            for status in msg.status:
-                if status.name.endswith('vpr_node'):
-                    return {kv.key: kv.value for kv in status.values}
-        return {}
+        status = self.diagnostic_status()
+        return {kv.key: kv.value for kv in status.values} if status else {}
 
     def close(self) -> None:
         self.executor.shutdown()

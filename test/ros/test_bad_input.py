@@ -5,10 +5,13 @@ Each bad frame is counted and skipped, and a good frame after all of them gets t
 
 from __future__ import annotations
 
+import cv2
 from image_samples import big_png, encode, place_image
 import numpy as np
 from ros_harness import compressed_msg, image_msg
 from sensor_msgs.msg import Image
+
+from aesvc_vpr.ros.health import FAILING_FRAMES
 
 BURST = 500
 
@@ -31,18 +34,43 @@ def bad_frames() -> list[tuple[str, object]]:
             ('10,000 x 10,000 raw', huge_raw), ('10,000 x 10,000 PNG', huge_png)]
 
 
-def test_bad_frames_are_counted_and_skipped_then_a_good_frame_matches(harness, small_map):
-    h = harness
-    for count, (what, msg) in enumerate(bad_frames(), start=1):
-        publisher = h.compressed_pub if hasattr(msg, 'format') else h.image_pub
-        publisher.publish(msg)
+def send_bad_frames(h, compressed: bool) -> int:
+    """Publish the bad frames of one transport, each counted before the next; return how many."""
+    frames = [(what, msg) for what, msg in bad_frames() if hasattr(msg, 'format') == compressed]
+    for count, (what, msg) in enumerate(frames, start=1):
+        h.camera_pub.publish(msg)
         h.wait_for(lambda: h.node.stats.bad_frames == count, f'bad frame counted: {what}')
         assert h.node.state == 'active'
-    status = h.wait_for(lambda: h.diagnostic_values().get('bad_frames') == '7'
-                        and h.received['diagnostics'][-1].status[0], 'diagnostics')
-    assert status.level != b'\x00'   # not OK while bad frames arrive
+    # every frame fails: ERROR from FAILING_FRAMES in a row on, WARN before; never OK
+    status = h.wait_for(lambda: (st := h.diagnostic_status()) and
+                        {kv.key: kv.value for kv in st.values}.get('bad_frames') ==
+                        str(len(frames)) and st, 'diagnostics')
+    if len(frames) >= FAILING_FRAMES:
+        assert status.level == b'\x02' and 'every frame fails' in status.message, status.message
+    else:
+        assert status.level == b'\x01' and 'frame(s) failed' in status.message, status.message
     assert h.node.stats.processed == 0
     assert not h.received['candidates']
+    return len(frames)
+
+
+def test_bad_compressed_frames_are_counted_and_a_good_one_then_matches(compressed_harness,
+                                                                       small_map) -> None:
+    h = compressed_harness
+    assert send_bad_frames(h, compressed=True) == 2
+    ok, data = cv2.imencode('.png', np.ascontiguousarray(place_image(4)[:, :, ::-1]))
+    h.camera_pub.publish(compressed_msg(data.tobytes(), 5000, 'png'))
+    candidates, _ = h.wait_result(5000)
+    assert (candidates.poses[0].position.x, candidates.poses[0].position.y) == \
+        tuple(small_map.utm[4])
+    # a result ends the failure report
+    h.wait_for(lambda: (st := h.diagnostic_status()) and 'failed' not in st.message,
+               'diagnostics after the good frame')
+
+
+def test_bad_frames_are_counted_and_skipped_then_a_good_frame_matches(harness, small_map):
+    h = harness
+    assert send_bad_frames(h, compressed=False) == 5
 
     # a burst: the node keeps only the newest frame, so nothing queues up
     for i in range(BURST):
@@ -58,4 +86,4 @@ def test_bad_frames_are_counted_and_skipped_then_a_good_frame_matches(harness, s
     assert (candidates.poses[0].position.x, candidates.poses[0].position.y) == \
         tuple(small_map.utm[4])
     assert scores.data[0] > 0.99
-    assert h.node.stats.bad_frames == 7
+    assert h.node.stats.bad_frames == 5

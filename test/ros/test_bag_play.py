@@ -46,7 +46,8 @@ def test_spawned_node_agrees_with_offline_replay_frame_by_frame(tmp_path):
     plan, offline = _offline(scene.mapdb, scene.bag)
     # 10 Hz in the bag, played at half speed: far below what PatchGrid needs per frame
     cfg = PlayConfig(rate=0.5, namespace='/bag_play_test', startup_timeout_s=60.0, settle_s=5.0)
-    params = node_params(str(scene.map_root), '', 'patchgrid', PREFIX, TOP_K)
+    # two workers: answers may leave out of order, and each must still land on its own image
+    params = {**node_params(str(scene.map_root), '', 'patchgrid', PREFIX, TOP_K), 'workers': 2}
     with BagSet([scene.bag]) as bags, NodeProcess(cfg, params) as node:
         images = (msg for _, msg in query_messages(bags, plan))
         played = play_bag(images, plan.total, cfg, compressed=False, node=node)
@@ -61,7 +62,7 @@ def test_spawned_node_agrees_with_offline_replay_frame_by_frame(tmp_path):
     assert np.isfinite(live.latency_s).all() and (live.latency_s > 0).all()
 
 
-def test_bag_play_cli_talks_to_a_running_node(harness, small_map, tmp_path, capsys):
+def test_bag_play_cli_talks_to_a_running_node(compressed_harness, small_map, tmp_path, capsys):
     # queries of the conftest map's places, recorded as a CompressedImage (PNG) bag
     rng = np.random.default_rng(3)
     frames = [BagFrame(1_700_000_000 * 10**9 + i * 10**8,

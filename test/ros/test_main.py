@@ -33,5 +33,5 @@ def test_invalid_parameter_value_is_one_line() -> None:
     assert proc.returncode == 1
     assert 'Traceback' not in proc.stderr
     assert error_lines(proc.stderr) == [
-        "error: vpr_node: image_reliability must be one of ('reliable', 'best_effort'), "
+        "error: vpr_node: image_reliability must be one of ('auto', 'reliable', 'best_effort'), "
         "got 'sometimes'"]

@@ -61,3 +61,23 @@ def test_markers() -> None:
     matches = messages.match_markers(localization(1.0, 0.0), STAMP, 'map', 2.0).markers[0]
     assert [c.g for c in matches.colors] == [1.0, 0.0] and [c.r for c in matches.colors] == \
         [0.0, 1.0]
+
+
+def test_ranked_candidates_carry_stamp_rows_scores_and_exact_utm() -> None:
+    loc = Localization(1, [Match(7, 0.9, 4_123_456.789, 512_345.678, 0.5),
+                           Match(2, 0.4, 4_123_400.001, 512_300.002, float('nan'))], 0.0, 0.0)
+    msg = messages.ranked_candidates_msg(loc, STAMP, 'map')
+    assert (msg.header.stamp, msg.header.frame_id) == (STAMP, 'map')
+    assert {f.name for f in msg.fields} == {'x', 'y', 'z', 'yaw', 'score', 'map_row'}
+    points = messages.ranked_candidates(msg)
+    assert points['map_row'].tolist() == [7, 2]
+    assert points['x'].tolist() == [4_123_456.789, 4_123_400.001]   # float64: no jitter
+    assert points['y'].tolist() == [512_345.678, 512_300.002]
+    assert np.allclose(points['score'], [0.9, 0.4]) and points['yaw'].tolist() == [0.5, 0.0]
+    msg.fields[4].name = 'other'
+    try:
+        messages.ranked_candidates(msg)
+    except ValueError as err:
+        assert 'not a ranked-candidates cloud' in str(err)
+    else:
+        raise AssertionError('a foreign layout was read')

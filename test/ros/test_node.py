@@ -13,6 +13,7 @@ from ros_harness import compressed_msg, Harness, image_msg, PLACES
 import torch
 
 from aesvc_vpr.config import MatchConfig
+from aesvc_vpr.ros import messages
 
 
 def assert_best_is(h, small_map, candidates, scores, place: int) -> None:
@@ -28,8 +29,9 @@ def assert_best_is(h, small_map, candidates, scores, place: int) -> None:
     assert data[0] > 0.99 > data[1]
 
 
-def test_image_and_compressed_frames_match_their_places(harness, small_map) -> None:
+def test_raw_frames_match_their_places_and_compressed_ones_are_not_read(harness, small_map):
     h = harness
+    assert h.compressed_pub.get_subscription_count() == 0     # image_transport: raw
     for place in (3, 8):
         h.image_pub.publish(image_msg(place_image(place), 100 + place, 7))
         candidates, scores = h.wait_result(100 + place, 7)
@@ -40,6 +42,16 @@ def test_image_and_compressed_frames_match_their_places(harness, small_map) -> N
         assert match.pose.pose.position.x == small_map.utm[place, 0]
         covariance = np.reshape(match.pose.covariance, (6, 6))
         assert covariance[0, 0] == covariance[1, 1] > 0
+        ranked = h.wait_for(lambda: [m for m in h.received['ranked']
+                                     if m.header.stamp.sec == 100 + place], 'ranked')[0]
+        points = messages.ranked_candidates(ranked)
+        assert points['map_row'][0] == place and ranked.header.frame_id == 'map'
+        assert np.allclose(points['score'], scores.data)
+
+
+def test_compressed_transport_reads_png_and_jpeg(compressed_harness, small_map) -> None:
+    h = compressed_harness
+    assert h.image_pub.get_subscription_count() == 0
     for place, ext in ((5, '.png'), (11, '.jpg')):
         ok, data = cv2.imencode(ext, np.ascontiguousarray(place_image(place)[:, :, ::-1]))
         h.compressed_pub.publish(compressed_msg(data.tobytes(), 200 + place, ext[1:]))
@@ -53,9 +65,14 @@ def test_prefix_dim_changes_at_run_time_and_invalid_values_are_refused(harness, 
     assert result.successful, result.reason
     h.wait_for(lambda: h.diagnostic_values().get('prefix_dim') == '32', 'diagnostics prefix 32')
     assert h.node.mode.localizer.prefix_dim == 32
-    # larger than the 384-d raw embeddings of a head-less map: refused by the core
+    # larger than the 384-d raw embeddings of a head-less map: the descriptor, bounded at
+    # configure, states it (ros2 param describe) and refuses it
+    described = h.params.describe_parameters(['search.prefix_dim'])
+    h.wait_for(described.done, 'describe')
+    limit = described.result().descriptors[0]
+    assert limit.integer_range[0].to_value == 384 and 'raw patchgrid' in limit.description
     refused = h.set_param('search.prefix_dim', 500)
-    assert not refused.successful and 'outside 1..384' in refused.reason
+    assert not refused.successful
     # outside the declared range: refused by the descriptor
     assert not h.set_param('search.prefix_dim', 0).successful
     assert not h.set_param('backbone.model_name', 'other').successful   # read-only

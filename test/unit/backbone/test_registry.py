@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 
+from aesvc_vpr.backbone import registry
 from aesvc_vpr.backbone.dinov2 import DinoV2Backbone
 from aesvc_vpr.backbone.dinov2_archs import MODELS
 from aesvc_vpr.backbone.patchgrid import PatchGridBackbone
@@ -43,11 +44,16 @@ def test_patchgrid_by_name() -> None:
     assert isinstance(load_backbone(BackboneConfig(model_name='patchgrid')), PatchGridBackbone)
 
 
-def test_auto_without_weights_falls_back_with_a_warning(caplog) -> None:
-    with caplog.at_level(logging.WARNING, logger='aesvc_vpr.backbone.registry'):
+def test_auto_without_weights_falls_back_with_one_warning_line(caplog, monkeypatch) -> None:
+    monkeypatch.setattr(registry, '_FALLBACK_WARNED', [])    # as in a fresh process
+    with caplog.at_level(logging.INFO, logger='aesvc_vpr.backbone.registry'):
         bb = load_backbone(BackboneConfig(model_name='auto'))
-    assert isinstance(bb, PatchGridBackbone) and bb.name == 'patchgrid'
-    assert 'no DINOv2 weights' in caplog.text and 'dinov2_vits14_pretrain.pth' in caplog.text
+        again = load_backbone(BackboneConfig(model_name='auto'))   # a second configure
+    assert isinstance(bb, PatchGridBackbone) and bb.name == again.name == 'patchgrid'
+    lines = [r for r in caplog.records if 'no DINOv2 weights' in r.getMessage()]
+    assert [r.levelno for r in lines] == [logging.WARNING, logging.INFO]
+    text = lines[0].getMessage()
+    assert '\n' not in text and 'dinov2_vits14_pretrain.pth' in text and 'docs/' in text
 
 
 def test_auto_with_weights_in_the_torch_hub_cache(tmp_path, vits14_file) -> None:

@@ -8,6 +8,8 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
+from aesvc_vpr.ros.params import PARAMS_BY_NAME
+
 REPO = Path(__file__).resolve().parents[3]
 LAUNCH = REPO / 'launch' / 'aesvc_vpr.launch.py'
 
@@ -44,7 +46,11 @@ def test_launch_names_match_setup_and_config() -> None:
         k.value for k in setup_call().keywords if k.arg == 'entry_points'))
     scripts = {line.split('=')[0].strip(): line.split('=')[1].strip()
                for line in entry_points['console_scripts']}
-    assert scripts[launch['EXECUTABLE']] == 'aesvc_vpr.ros.node:main'
+    assert scripts['aesvc-vpr-node'] == 'aesvc_vpr.ros.node:main'
+    # ros2 run's executable: a launcher installed into lib/<package> as a data file
+    assert launch['EXECUTABLE'] == setup_consts['EXECUTABLE']
+    launcher = REPO / 'scripts' / launch['EXECUTABLE']
+    assert 'aesvc_vpr.ros.node' in launcher.read_text() and launcher.stat().st_mode & 0o111
     assert (REPO / 'config' / launch['PARAMS_FILE']).is_file()
     # setup.py installs launch/*.launch.py and config/*.yaml where the launch file looks
     data_files = ast.unparse(next(k.value for k in setup_call().keywords
@@ -57,7 +63,14 @@ def test_launch_arguments_and_remaps() -> None:
     tree = ast.parse(source)
     declared = {ast.literal_eval(n.args[0]) for n in ast.walk(tree) if isinstance(n, ast.Call)
                 and getattr(n.func, 'id', '') == 'DeclareLaunchArgument'}
-    assert declared == {'params_file', 'image_topic', 'odom_topic', 'namespace'}
+    assert declared == {'params_file', 'image_topic', 'odom_topic', 'namespace', 'map_path',
+                        'head_path', 'model', 'use_sim_time'}
+    # every override names a real node parameter
+    overrides = ast.literal_eval(next(
+        n.value for n in tree.body if isinstance(n, ast.Assign)
+        and getattr(n.targets[0], 'id', '') == 'OVERRIDES'))
+    assert set(overrides) == {'map_path', 'head_path', 'model'}
+    assert set(overrides.values()) <= set(PARAMS_BY_NAME)
     node_call = next(n for n in ast.walk(tree) if isinstance(n, ast.Call)
                      and getattr(n.func, 'id', '') == 'Node')
     keywords = {k.arg for k in node_call.keywords}

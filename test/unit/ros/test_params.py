@@ -77,7 +77,9 @@ def test_settings_from_values_groups_by_dataclass() -> None:
     ('match.min_score', 1.5, r'match.min_score must be in \[-1, 1\]'),
     ('image_reliability', 'sometimes', 'image_reliability must be one of'),
     ('mode', 'slam', 'mode must be one of'),
-    ('max_rate_hz', -1.0, 'max_rate_hz must be >= 0'),
+    ('max_rate_hz', -1.0, r'max_rate_hz must be 0 \(no cap\) or >= 0\.1'),
+    ('max_rate_hz', 0.001, r'max_rate_hz must be 0 \(no cap\) or >= 0\.1'),
+    ('image_transport', 'theora', 'image_transport must be one of'),
     ('workers', 0, r'workers must be 1\.\.16'),
     ('no_such_param', 1, 'unknown parameter'),
 ])

@@ -118,3 +118,30 @@ def test_two_threads_hold_two_frames_in_flight_and_still_replace_the_rest() -> N
     assert rec.dropped == 1
     worker.stop()
     assert not any(thread.is_alive() for thread in worker._threads)
+
+
+class FrozenClock:
+    """A clock that never moves: a rate-cap hold-off can only end by a rate change."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_a_new_rate_applies_to_the_frame_already_waiting() -> None:
+    rec = Recorder()
+    rate = {'hz': 0.1}                     # hold the next frame 10 s after each start
+    worker = LatestFrameWorker(rec.handle, rec.on_dropped, lambda: rate['hz'],
+                               clock=FrozenClock())
+    worker.start()
+    worker.submit('a')
+    rec.wait_items(1)
+    worker.submit('b')                     # held: the frozen clock never reaches the 10 s
+    with rec.done:
+        assert not rec.done.wait_for(lambda: len(rec.items) > 1, 0.2)
+    rate['hz'] = 0.0                       # the cap is lifted ...
+    worker.wake()                          # ... and the waiting thread re-reads it
+    assert rec.wait_items(2) == ['a', 'b']
+    worker.stop()
