@@ -116,6 +116,7 @@ class PlaceFilter:
         self._heading = np.zeros(2)     # (2,) direction of travel, length = its consistency
         self._peak_xy: np.ndarray | None = None
         self._reach_m = 0.0
+        self.travelled_m = 0.0          # distance applied since the reset, metres
 
     @property
     def belief_rows(self) -> np.ndarray:
@@ -142,6 +143,7 @@ class PlaceFilter:
         self.counters.frames += 1
         distance_m = self._travelled(int(stamp_ns), odometer_m)
         if distance_m is not None:
+            self.travelled_m += distance_m
             self._predict(distance_m)
         self._mix()
         rows = np.asarray(rows, np.int64)
