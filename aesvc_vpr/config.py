@@ -283,6 +283,7 @@ class FilterConfig:
     prior_sigma_m: float = 0.0     # pose prior: std dev; 0 takes the covariance of the message
     prior_radius_sigmas: float = 3.0   # search restricted to this many sigmas around a prior
     contradiction_frames: int = 10     # frames a prior may be contradicted before global search
+    odom_max_age_s: float = 0.5    # odometry farther than this from a frame's stamp is not used
 
     def __post_init__(self) -> None:
         """Validate, so that dataclasses.replace re-checks every change."""
@@ -302,3 +303,5 @@ class FilterConfig:
             raise ConfigError(f'filter.floor must be in (0, 1], got {self.floor}')
         if not 0.0 < self.mixing < 1.0:
             raise ConfigError(f'filter.mixing must be in (0, 1), got {self.mixing}')
+        if self.odom_max_age_s <= 0:
+            raise ConfigError(f'filter.odom_max_age_s must be > 0, got {self.odom_max_age_s}')

@@ -64,8 +64,8 @@ def nordland_embeddings(cache: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray
     db, db_rows, _ = embed_paths(backbone, dataset.database.paths, 32, 'map', False)
     q, q_rows, _ = embed_paths(backbone, dataset.queries.paths, 32, 'queries', False)
     order = np.argsort(dataset.queries.utm[q_rows, 0], kind='stable')   # frame order
-    out = dict(db=db, db_utm=dataset.database.utm[db_rows], q=q[order],
-               q_utm=dataset.queries.utm[q_rows][order])
+    out = {'db': db, 'db_utm': dataset.database.utm[db_rows], 'q': q[order],
+           'q_utm': dataset.queries.utm[q_rows][order]}
     cache.mkdir(parents=True, exist_ok=True)
     np.savez(path, **out)
     return out['db'], out['db_utm'], out['q'], out['q_utm']
@@ -91,7 +91,7 @@ def top1_hits(best: np.ndarray, positives: list) -> np.ndarray:
 
 
 def part_nordland(args: argparse.Namespace, common: dict) -> None:
-    """Filtered against single-frame Recall@1 at each prefix size, and the kidnapped robot."""
+    """Score filtered against single-frame Recall@1 per prefix size, and the kidnapped robot."""
     db, db_utm, q, q_utm = nordland_embeddings(Path(args.cache))
     positives = positives_within(db_utm, q_utm, 25.0)
     pcaw = PCA.fit(db, whiten=True)

@@ -160,7 +160,7 @@ class SequenceLocalizer:
 
     def _candidates(self, full_embedding: np.ndarray, found: list[Match],
                     k: int) -> tuple[list[Match], bool]:
-        """The global top-k, or the top-k within an active prior's radius."""
+        """Return the global top-k, or the top-k within an active prior's radius."""
         prior = self._prior
         if prior is None:
             return found, False

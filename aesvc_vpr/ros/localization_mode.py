@@ -2,11 +2,15 @@
 
 Outputs (all stamped with the query image) are published by ``Outputs``: ``~/place_match``,
 ``~/candidates``, ``~/candidate_scores`` and ``~/markers``. The map's places are re-sent as
-markers every few seconds, so RViz windows opened later get them.
+markers every few seconds, so RViz windows opened later get them. With ``filter.mode: hmm``
+``~/place_match`` carries the sequence filter's estimate (``retrieval.tracking``), driven by
+odometry on ``odom`` and pose priors on ``initialpose`` (``filter_inputs.py``), while
+``~/candidates`` keeps the frame's own ranking.
 """
 
 from __future__ import annotations
 
+import threading
 import time
 
 from builtin_interfaces.msg import Time
@@ -16,6 +20,9 @@ from rclpy.lifecycle import LifecycleNode
 from aesvc_vpr.common.stamps import time_ns
 from aesvc_vpr.errors import ConfigError
 from aesvc_vpr.retrieval.localizer import Localizer
+from aesvc_vpr.retrieval.place_filter import BeliefSummary
+from aesvc_vpr.retrieval.tracking import SequenceLocalizer
+from aesvc_vpr.ros.filter_inputs import FilterInputs
 from aesvc_vpr.ros.outputs import Outputs
 from aesvc_vpr.ros.params import NodeSettings
 
@@ -40,6 +47,10 @@ class LocalizationMode:
         self.settings = settings
         self._outputs = Outputs(node, self.localizer.mapdb, s.node.map_frame)
         self._last_places_s = 0.0
+        self._lock = threading.Lock()     # worker thread (frames) vs executor (priors, params)
+        self.tracker = SequenceLocalizer(self.localizer, s.filter)
+        self._inputs = FilterInputs(node, self.tracker, self._lock, s.node.map_frame)
+        self._belief: BeliefSummary | None = None
 
     def summary(self) -> str:
         """Backbone, device, map and prefix in one line."""
@@ -52,22 +63,36 @@ class LocalizationMode:
         """Send the map's places once the publishers are enabled."""
         self._outputs.publish_places()
         self._last_places_s = time.monotonic()
+        self._inputs.start()
 
     def deactivate(self) -> None:
-        """Nothing of its own to stop: the node owns the camera input."""
+        """Stop odometry and pose-prior input (the node owns the camera input)."""
+        self._inputs.stop()
 
     def handle(self, rgb: np.ndarray, stamp: Time) -> None:
         """Localise one frame and publish its matches."""
         localizer = self.localizer
         match_cfg = localizer.match_cfg
-        loc = localizer.localize(rgb, time_ns(stamp))
-        self._outputs.publish(loc, stamp, match_cfg)
+        frame_ns = time_ns(stamp)
+        start = time.perf_counter()
+        full = localizer.embed([rgb])[0]
+        embed_s = time.perf_counter() - start
+        odometer_m = self._inputs.odometer_at(frame_ns, self.tracker.cfg.odom_max_age_s)
+        with self._lock:
+            tracked = self.tracker.track(full, frame_ns, odometer_m, embed_s)
+            if tracked.belief is not None:
+                self._belief = tracked.belief
+        self._outputs.publish(tracked.raw, stamp, match_cfg, estimate=tracked.estimate)
 
     def reconfigure(self, settings: NodeSettings) -> None:
         """Switch the searched prefix (re-indexes) and the match settings."""
         if settings.search.prefix_dim != self.localizer.prefix_dim:
             self.localizer.set_prefix_dim(settings.search.prefix_dim)
         self.localizer.match_cfg = settings.match
+        with self._lock:
+            self.tracker.configure(settings.filter)
+            if settings.filter.mode == 'off':
+                self._belief = None
         self.settings = settings
 
     def tick(self) -> None:
@@ -80,10 +105,27 @@ class LocalizationMode:
     def diagnostics(self) -> dict[str, object]:
         """Map size, prefix, backbone, device and runtime."""
         loc = self.localizer
-        return {'map_size': loc.mapdb.count, 'prefix_dim': loc.prefix_dim,
-                'backbone': loc.backbone.name, 'device': loc.backbone.device,
-                'runtime': self.settings.backbone.runtime}
+        values: dict[str, object] = {
+            'map_size': loc.mapdb.count, 'prefix_dim': loc.prefix_dim,
+            'backbone': loc.backbone.name, 'device': loc.backbone.device,
+            'runtime': self.settings.backbone.runtime}
+        values.update(self._filter_diagnostics())
+        return values
+
+    def _filter_diagnostics(self) -> dict[str, object]:
+        """Filter mode, belief peak and entropy (the frame last filtered) and input counters."""
+        with self._lock:
+            belief = self._belief
+            values: dict[str, object] = {'filter_mode': self.tracker.cfg.mode,
+                                         **self.tracker.diagnostics()}
+        if belief is not None:
+            values['filter_belief_peak'] = round(belief.peak, 4)
+            values['filter_belief_entropy_nats'] = round(belief.entropy_nats, 3)
+            values['filter_belief_support'] = belief.support
+        values.update(self._inputs.diagnostics())
+        return values
 
     def release(self) -> None:
-        """Destroy the publishers."""
+        """Destroy the publishers and subscriptions."""
+        self._inputs.stop()
         self._outputs.destroy()

@@ -34,14 +34,17 @@ class Outputs:
         ]
         self._place_match, self._candidates, self._scores, self._markers = self._publishers
 
-    def publish(self, loc: Localization, stamp: Time, match_cfg: MatchConfig) -> None:
+    def publish(self, loc: Localization, stamp: Time, match_cfg: MatchConfig,
+                estimate: Localization | None = None) -> None:
         """Publish one query's results, all stamped with the query image's stamp.
 
-        ~/place_match only when the best score reaches ``match_cfg.min_score``.
+        ~/place_match only when the best score reaches ``match_cfg.min_score``; it carries
+        ``estimate`` (the sequence filter's) when given, else ``loc``'s best match.
         """
-        if loc.matches and loc.matches[0].score >= match_cfg.min_score:
+        best = estimate or loc
+        if best.matches and best.matches[0].score >= match_cfg.min_score:
             self._place_match.publish(
-                messages.place_match_msg(loc, stamp, self._frame_id, match_cfg.radius_m))
+                messages.place_match_msg(best, stamp, self._frame_id, match_cfg.radius_m))
         poses, scores = messages.candidates_msgs(loc, stamp, self._frame_id)
         self._candidates.publish(poses)
         self._scores.publish(scores)

@@ -1,0 +1,98 @@
+"""vpr_node with the sequence filter on real rclpy and DDS: odometry and pose priors drive it."""
+
+from __future__ import annotations
+
+from geometry_msgs.msg import PoseWithCovarianceStamped
+from image_samples import place_image
+from nav_msgs.msg import Odometry
+import numpy as np
+import pytest
+from rclpy.qos import QoSProfile, ReliabilityPolicy
+from ros_harness import Harness, image_msg
+
+
+@pytest.fixture
+def filtered(ros_context, small_map):
+    """Start a vpr_node with filter.mode hmm, no speed prior, and odom/initialpose publishers."""
+    h = Harness(ros_context, small_map.root, **{
+        'filter.mode': 'hmm', 'filter.speed_mps': 0.0, 'filter.contradiction_frames': 2})
+    try:
+        assert h.node.autostart(), 'vpr_node failed to configure or activate'
+        h.wait_subscribed()
+        h.odom_pub = h.tester.create_publisher(
+            Odometry, 'odom', QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE))
+        h.prior_pub = h.tester.create_publisher(PoseWithCovarianceStamped, 'initialpose', 10)
+        h.wait_for(lambda: h.odom_pub.get_subscription_count() >= 1
+                   and h.prior_pub.get_subscription_count() >= 1, 'odom and initialpose subs')
+        yield h
+    finally:
+        h.close()
+
+
+def odometry_msg(x: float, sec: int) -> Odometry:
+    msg = Odometry()
+    msg.header.stamp.sec = sec
+    msg.header.frame_id, msg.child_frame_id = 'odom', 'base_link'
+    msg.pose.pose.position.x = x
+    msg.pose.pose.orientation.w = 1.0
+    return msg
+
+
+def place_match(h: Harness, sec: int) -> PoseWithCovarianceStamped:
+    return h.wait_for(lambda: [m for m in h.received['match'] if m.header.stamp.sec == sec],
+                      f'place_match stamped {sec}')[0]
+
+
+def nearest_place(small_map, msg: PoseWithCovarianceStamped) -> int:
+    position = msg.pose.pose.position
+    return int(np.argmin(np.hypot(*(small_map.utm - [position.x, position.y]).T)))
+
+
+def test_odometry_drives_the_filter_and_diagnostics_report_the_belief(filtered, small_map):
+    h = filtered
+    for sec, x in ((9, 0.0), (10, 0.0), (11, 12.5), (12, 30.0), (13, 31.6)):
+        h.odom_pub.publish(odometry_msg(x, sec))
+    h.wait_for(lambda: h.node.mode.diagnostics().get('filter_odom_accepted') == 5,
+               'five odometry samples accepted')
+    h.image_pub.publish(image_msg(place_image(3), 10))
+    assert nearest_place(small_map, place_match(h, 10)) == 3
+    h.image_pub.publish(image_msg(place_image(4), 13))
+    assert nearest_place(small_map, place_match(h, 13)) == 4
+    # the motion model moved by the odometry path between the two frames (no speed prior)
+    assert h.node.mode.tracker.filter.travelled_m == pytest.approx(31.6)
+    values = h.wait_for(lambda: 'filter_belief_peak' in h.diagnostic_values()
+                        and h.diagnostic_values(), 'belief in diagnostics')
+    assert values['filter_mode'] == 'hmm'
+    assert 1 / 12 < float(values['filter_belief_peak']) <= 1.0
+    assert 0.0 <= float(values['filter_belief_entropy_nats']) < np.log(12)
+
+
+def test_initialpose_restricts_the_search_until_contradicted(filtered, small_map):
+    h = filtered
+    prior = PoseWithCovarianceStamped()
+    prior.header.frame_id = 'map'
+    prior.pose.pose.position.x, prior.pose.pose.position.y = map(float, small_map.utm[8])
+    prior.pose.covariance[0] = prior.pose.covariance[7] = 25.0     # sigma 5 m: place 8 only
+    h.prior_pub.publish(prior)
+    h.wait_for(lambda: h.node.mode.tracker.prior_active, 'prior applied')
+    # a frame of place 3: ~/candidates keeps the raw ranking, ~/place_match stays in the prior
+    h.image_pub.publish(image_msg(place_image(3), 20))
+    candidates, _ = h.wait_result(20)
+    assert (candidates.poses[0].position.x, candidates.poses[0].position.y) == \
+        tuple(small_map.utm[3])
+    assert nearest_place(small_map, place_match(h, 20)) == 8
+    # contradicted twice running (filter.contradiction_frames): global search again
+    h.image_pub.publish(image_msg(place_image(3), 21))
+    place_match(h, 21)
+    assert not h.node.mode.tracker.prior_active
+    assert h.node.mode.tracker.counters['priors_dropped'] == 1
+    for sec in range(22, 26):
+        h.image_pub.publish(image_msg(place_image(3), sec))
+        last = place_match(h, sec)
+    assert nearest_place(small_map, last) == 3
+    # a prior in another frame is refused and counted, and changes nothing
+    prior.header.frame_id = 'odom'
+    h.prior_pub.publish(prior)
+    h.wait_for(lambda: h.node.mode.diagnostics().get('filter_priors_refused') == 1,
+               'prior in the odom frame refused')
+    assert not h.node.mode.tracker.prior_active
