@@ -13,7 +13,8 @@ Parts (``--parts``), each printing JSON lines:
   goal <= 2 ms.
 
 The filter is ``PlaceFilter``, the one ``SequenceLocalizer`` runs in the node and in replay;
-the candidates are the same exact top-k a ``Localizer`` returns (``PrefixIndex``).
+the candidates are the same exact top-k a ``Localizer`` returns (``PrefixIndex``), fed to
+``filter_sequence``, which makes the same ``PlaceFilter.step`` calls as ``SequenceLocalizer``.
 
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/bench_localization.py
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/bench_localization.py --parts cost
@@ -35,7 +36,7 @@ from aesvc_vpr.config import FilterConfig
 from aesvc_vpr.head.baselines import PCA
 from aesvc_vpr.index.prefix_index import PrefixIndex
 from aesvc_vpr.index.ranking import positives_within, relevance
-from aesvc_vpr.retrieval.place_filter import PlaceFilter
+from aesvc_vpr.retrieval.tracking import filter_sequence
 
 REPO = Path(__file__).resolve().parents[1]
 SIZES = (16, 32, 64, 128, 256)
@@ -73,16 +74,8 @@ def nordland_embeddings(cache: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray
 
 def run_filter(utm: np.ndarray, cfg: FilterConfig, rows: np.ndarray, scores: np.ndarray
                ) -> tuple[np.ndarray, np.ndarray]:
-    """Filter a sequence of candidate lists: (M,) estimated rows and (M,) seconds per frame."""
-    filt = PlaceFilter(utm, cfg)
-    best = np.full(len(rows), -1, np.int64)
-    seconds = np.zeros(len(rows))
-    for i in range(len(rows)):
-        start = time.perf_counter()
-        summary = filt.step(i * PERIOD_NS, rows[i], scores[i])
-        seconds[i] = time.perf_counter() - start
-        best[i] = summary.rows[0] if len(summary.rows) else rows[i, 0]
-    return best, seconds
+    """Filter one candidate list per nominal second: (M,) estimated rows, (M,) seconds each."""
+    return filter_sequence(utm, cfg, rows, scores, np.arange(len(rows)) * PERIOD_NS)
 
 
 def top1_hits(best: np.ndarray, positives: list) -> np.ndarray:

@@ -186,3 +186,37 @@ class SequenceLocalizer:
         utm, yaw = self.localizer.mapdb.utm, self.localizer.mapdb.yaw
         return [Match(int(i), float(s), float(utm[i, 0]), float(utm[i, 1]), float(yaw[i]))
                 for i, s in zip(rows, scores)]
+
+
+def filter_sequence(utm: np.ndarray, cfg: FilterConfig, rows: np.ndarray, scores: np.ndarray,
+                    stamps_ns: np.ndarray, odometer_m: np.ndarray | None = None
+                    ) -> tuple[np.ndarray, np.ndarray]:
+    """Run the filter over precomputed candidate lists, frame by frame in the given order.
+
+    The same ``PlaceFilter.step`` calls ``SequenceLocalizer.track`` makes, for evaluation on
+    batch-searched queries.
+
+    Args:
+        utm: (N, 2) map positions, metres.
+        cfg: the filter's parameters.
+        rows: (M, k) int64 candidate map rows per frame, best first (-1: none).
+        scores: (M, k) their cosine scores.
+        stamps_ns: (M,) int64 frame stamps.
+        odometer_m: (M,) odometry path length at each frame (NaN: none), or None.
+
+    Returns:
+        (M,) int64 the filter's most probable row per frame (the raw top-1 while the belief is
+        uniform), and (M,) float64 seconds the filter took per frame.
+    """
+    filt = PlaceFilter(utm, cfg)
+    best = np.asarray(rows, np.int64)[:, 0].copy() if len(rows) else np.empty(0, np.int64)
+    seconds = np.zeros(len(rows))
+    for i in range(len(rows)):
+        odometer = None if odometer_m is None or not np.isfinite(odometer_m[i]) \
+            else float(odometer_m[i])
+        start = time.perf_counter()
+        summary = filt.step(int(stamps_ns[i]), rows[i], scores[i], odometer)
+        seconds[i] = time.perf_counter() - start
+        if len(summary.rows):
+            best[i] = summary.rows[0]
+    return best, seconds

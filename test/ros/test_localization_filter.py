@@ -10,6 +10,9 @@ import pytest
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from ros_harness import Harness, image_msg
 
+from aesvc_vpr.retrieval.localizer import Localizer
+from aesvc_vpr.retrieval.tracking import SequenceLocalizer
+
 
 @pytest.fixture
 def filtered(ros_context, small_map):
@@ -96,3 +99,33 @@ def test_initialpose_restricts_the_search_until_contradicted(filtered, small_map
     h.wait_for(lambda: h.node.mode.diagnostics().get('filter_priors_refused') == 1,
                'prior in the odom frame refused')
     assert not h.node.mode.tracker.prior_active
+
+
+def test_live_filter_estimates_equal_the_offline_core_frame_by_frame(filtered, small_map):
+    h = filtered
+    settings = h.node.settings
+    offline = SequenceLocalizer(Localizer.from_config(
+        settings.backbone, '', str(small_map.root), settings.search, settings.match),
+        settings.filter)
+    odometry = [0.0, 10.0, 45.0, 80.0, 80.0, 150.0]
+    places = [3, 4, 5, 5, 9, 10]
+    for i, (place, x) in enumerate(zip(places, odometry)):
+        h.odom_pub.publish(odometry_msg(x, 30 + i))
+    h.wait_for(lambda: h.node.mode.diagnostics().get('filter_odom_accepted') == len(places),
+               'odometry accepted')
+    published = 0
+    for i, place in enumerate(places):
+        sec = 30 + i
+        h.image_pub.publish(image_msg(place_image(place), sec))
+        h.wait_result(sec)           # candidates come after ~/place_match, when there is one
+        live = [m for m in h.received['match'] if m.header.stamp.sec == sec]
+        expected = offline.localize(place_image(place), sec * 10**9, odometry[i])
+        best = expected.estimate.matches[0]
+        # published only when the estimated place's own cosine reaches match.min_score
+        assert len(live) == int(best.score >= settings.match.min_score), f'frame {i}'
+        published += len(live)
+        if live:
+            position = live[0].pose.pose.position
+            assert (position.x, position.y) == (best.easting, best.northing), f'frame {i}'
+    assert published >= 4
+    assert offline.filter.travelled_m == h.node.mode.tracker.filter.travelled_m == 150.0
