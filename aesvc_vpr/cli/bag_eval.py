@@ -33,10 +33,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--radius-m', type=float, default=25.0,
                         help='a map place within this distance of the ground truth is correct')
     parser.add_argument('--filter', choices=FILTER_MODES, default='off',
-                        help='hmm: score the sequence filter\'s estimate (what ~/place_match '
+                        help="hmm: score the sequence filter's estimate (what ~/place_match "
                              'publishes), with single-frame Recall@1 beside it')
     parser.add_argument('--speed-mps', type=float, default=FilterConfig().speed_mps,
-                        help='the filter\'s speed prior in m/s (default %(default)s)')
+                        help="the filter's speed prior in m/s (default %(default)s)")
     add_loop_arguments(parser)
 
 
@@ -78,7 +78,7 @@ def run(args: argparse.Namespace) -> int:
         extra['single_frame_recall'] = single_frame_recall(frames, localizer.mapdb.utm,
                                                            args.radius_m)
         print(f'single-frame Recall@1 {100 * extra["single_frame_recall"]["R@1"]:.2f} '
-              '(the table below is the filter\'s estimate)')
+              "(the table below is the filter's estimate)")
     scores, paths = report_replay(args.out, frames, localizer.mapdb.utm, args.radius_m,
                                   parameters, extra)
     print_summary(format_table(scores, f'bag-eval: {plan.image_topic} vs {args.map} (prefix '

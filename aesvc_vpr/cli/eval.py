@@ -33,9 +33,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--plot', default='eval.png', help='plot file (default %(default)s)')
     parser.add_argument('--sequence', action='store_true',
                         help='also take the queries as one sequence in their order: Recall@1 '
-                             'single-frame against the sequence filter (docs/localization_filter.md)')
+                             'single-frame against the sequence filter '
+                             '(docs/localization_filter.md)')
     parser.add_argument('--speed-mps', type=float, default=None,
-                        help='the filter\'s speed prior (default: the filter\'s, '
+                        help="the filter's speed prior (default: the filter's, "
                              f'{FilterConfig().speed_mps} m/s)')
     parser.add_argument('--period-s', type=float, default=1.0,
                         help='time between queries that carry no stamps (default %(default)s)')

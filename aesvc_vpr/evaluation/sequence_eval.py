@@ -24,7 +24,7 @@ log = logging.getLogger(__name__)
 
 
 def sequence_stamps(stamps_ns: np.ndarray, period_s: float) -> np.ndarray:
-    """The queries' own stamps when they increase strictly, else one every ``period_s``."""
+    """Return the queries' own stamps when they increase strictly, else one every ``period_s``."""
     stamps = np.asarray(stamps_ns, np.int64)
     if len(stamps) > 1 and (np.diff(stamps) > 0).all():
         return stamps

@@ -1,4 +1,4 @@
-"""bag-eval with the sequence filter runs the same filter as ``eval --sequence``, frame by frame."""
+"""bag-eval with the sequence filter runs the filter of ``eval --sequence``, frame by frame."""
 
 from __future__ import annotations
 
