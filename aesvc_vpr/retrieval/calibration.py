@@ -339,3 +339,33 @@ def load_calibration(mapdb: MapDatabase, prefix_dim: int, top_k: int,
     calibration = Calibration.from_json(data.decode('utf-8', 'replace'), str(path))
     calibration.check_map(map_identity_of(mapdb, prefix_dim, top_k, radius_m), str(path))
     return calibration
+
+
+def spread_covariance(scores: np.ndarray, positions: np.ndarray, probability: float,
+                      radius_m: float, temperature: float = 0.02) -> np.ndarray:
+    """Return the position covariance of a published place from its candidates (docs/node.md).
+
+    The published place (row 0) is right with ``probability``; the rest is shared among the
+    other candidates in proportion to ``exp((s_i - s_0) / temperature)``. The covariance is the
+    probability-weighted second moment of the candidates about the published place, plus
+    ``radius_m ** 2`` on the diagonal for the published place's own extent.
+
+    Args:
+        scores: (k,) cosines, the published place first.
+        positions: (k, 2) their positions, metres.
+        probability: calibrated P(published place within ``radius_m``).
+        radius_m: the correctness radius.
+        temperature: spread of the remaining probability over the other candidates.
+
+    Returns:
+        (2, 2) float64 covariance, metres squared.
+    """
+    scores = np.asarray(scores, np.float64)
+    offsets = np.asarray(positions, np.float64) - positions[0]
+    weights = np.zeros(len(scores))
+    weights[0] = probability
+    if len(scores) > 1:
+        rest = np.exp((scores[1:] - scores[0]) / temperature)
+        weights[1:] = (1.0 - probability) * rest / rest.sum()
+    moment = (offsets * weights[:, None]).T @ offsets
+    return moment + radius_m ** 2 * np.eye(2)

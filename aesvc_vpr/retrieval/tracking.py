@@ -113,9 +113,11 @@ class SequenceLocalizer:
 
     def localize(self, image_rgb: np.ndarray, stamp_ns: int,
                  odometer_m: float | None = None) -> Tracked:
-        """Embed one (H, W, 3) uint8 RGB image, search it and run the filter.
+        """Embed one image, search it and run the filter.
 
         Args:
+            image_rgb: (H, W, 3) uint8 RGB.
+            stamp_ns: the image's stamp.
             odometer_m: odometry path length at the image's stamp, None without odometry.
         """
         start = time.perf_counter()

@@ -18,8 +18,11 @@ import numpy as np
 from rclpy.lifecycle import LifecycleNode
 
 from aesvc_vpr.common.stamps import time_ns
-from aesvc_vpr.errors import ConfigError
-from aesvc_vpr.retrieval.localizer import Localizer
+from aesvc_vpr.config import MatchConfig
+from aesvc_vpr.errors import ConfigError, MapError
+from aesvc_vpr.retrieval.calibration import (Calibration, load_calibration, match_features,
+                                             spread_covariance)
+from aesvc_vpr.retrieval.localizer import Localization, Localizer
 from aesvc_vpr.retrieval.place_filter import BeliefSummary
 from aesvc_vpr.retrieval.tracking import SequenceLocalizer
 from aesvc_vpr.ros.filter_inputs import FilterInputs
@@ -45,12 +48,15 @@ class LocalizationMode:
         self.localizer = Localizer.from_config(s.backbone, s.node.head_path, s.node.map_path,
                                                s.search, s.match)
         self.settings = settings
+        self._node = node
         self._outputs = Outputs(node, self.localizer.mapdb, s.node.map_frame)
         self._last_places_s = 0.0
         self._lock = threading.Lock()     # worker thread (frames) vs executor (priors, params)
         self.tracker = SequenceLocalizer(self.localizer, s.filter)
         self._inputs = FilterInputs(node, self.tracker, self._lock, s.node.map_frame)
         self._belief: BeliefSummary | None = None
+        self._calibration, self._calibration_state = self._load_calibration(s)
+        self._probability: float | None = None
 
     def summary(self) -> str:
         """Backbone, device, map and prefix in one line."""
@@ -82,7 +88,9 @@ class LocalizationMode:
             tracked = self.tracker.track(full, frame_ns, odometer_m, embed_s)
             if tracked.belief is not None:
                 self._belief = tracked.belief
-        self._outputs.publish(tracked.raw, stamp, match_cfg, estimate=tracked.estimate)
+        probability, xy_covariance = self._confidence(tracked.raw, tracked.estimate, match_cfg)
+        self._outputs.publish(tracked.raw, stamp, match_cfg, estimate=tracked.estimate,
+                              probability=probability, xy_covariance=xy_covariance)
 
     def reconfigure(self, settings: NodeSettings) -> None:
         """Switch the searched prefix (re-indexes) and the match settings."""
@@ -93,6 +101,9 @@ class LocalizationMode:
             self.tracker.configure(settings.filter)
             if settings.filter.mode == 'off':
                 self._belief = None
+        if (settings.search.prefix_dim, settings.match) != \
+                (self.settings.search.prefix_dim, self.settings.match):
+            self._calibration, self._calibration_state = self._load_calibration(settings)
         self.settings = settings
 
     def tick(self) -> None:
@@ -123,7 +134,38 @@ class LocalizationMode:
             values['filter_belief_entropy_nats'] = round(belief.entropy_nats, 3)
             values['filter_belief_support'] = belief.support
         values.update(self._inputs.diagnostics())
+        values['calibration'] = self._calibration_state
+        if self._probability is not None:
+            values['place_probability'] = round(self._probability, 4)
         return values
+
+    def _load_calibration(self, settings: NodeSettings) -> tuple[Calibration | None, str]:
+        """Return the map's calibration for these settings, and its state for diagnostics."""
+        try:
+            calibration = load_calibration(self.localizer.mapdb, settings.search.prefix_dim,
+                                           settings.match.top_k, settings.match.radius_m)
+        except MapError as err:
+            self._node.get_logger().warning(f'map calibration not used: {err}')
+            return None, f'uncalibrated (refused: {err})'
+        if calibration is None:
+            return None, 'uncalibrated (map has none; see aesvc-vpr calibrate)'
+        return calibration, f'calibrated (held-out ECE {calibration.held_out.get("ece", 0):.3f})'
+
+    def _confidence(self, raw: Localization, published: Localization, match_cfg: MatchConfig
+                    ) -> tuple[float | None, np.ndarray | None]:
+        """Return the calibrated P(top-1 correct) and the covariance of the published place."""
+        calibration = self._calibration
+        if calibration is None or not raw.matches or not published.matches:
+            return None, None
+        positions = np.array([[m.easting, m.northing] for m in raw.matches])
+        scores = np.array([m.score for m in raw.matches])
+        probability = float(calibration.probability(
+            match_features(scores, positions, match_cfg.radius_m))[0])
+        self._probability = probability
+        spread = np.array([[m.easting, m.northing] for m in published.matches])
+        return probability, spread_covariance(np.array([m.score for m in published.matches]),
+                                              spread, probability, match_cfg.radius_m,
+                                              self.tracker.cfg.temperature)
 
     def release(self) -> None:
         """Destroy the publishers and subscriptions."""

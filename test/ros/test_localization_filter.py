@@ -1,4 +1,4 @@
-"""vpr_node with the sequence filter on real rclpy and DDS: odometry and pose priors drive it."""
+"""vpr_node on real rclpy and DDS: odometry and pose priors drive the filter; calibrated maps."""
 
 from __future__ import annotations
 
@@ -9,8 +9,12 @@ import numpy as np
 import pytest
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from ros_harness import Harness, image_msg
+from std_msgs.msg import Float32MultiArray
 
+from aesvc_vpr.retrieval.calibration import (fit_calibration, map_identity_of, match_features,
+                                             spread_covariance, store_calibration)
 from aesvc_vpr.retrieval.localizer import Localizer
+from aesvc_vpr.retrieval.mapdb import MapDatabase
 from aesvc_vpr.retrieval.tracking import SequenceLocalizer
 
 
@@ -129,3 +133,46 @@ def test_live_filter_estimates_equal_the_offline_core_frame_by_frame(filtered, s
             assert (position.x, position.y) == (best.easting, best.northing), f'frame {i}'
     assert published >= 4
     assert offline.filter.travelled_m == h.node.mode.tracker.filter.travelled_m == 150.0
+
+
+def test_calibrated_map_publishes_probability_and_spread_covariance(ros_context, small_map,
+                                                                    tmp_path):
+    mapdb = MapDatabase.write(tmp_path / 'calibrated', small_map.raw.astype(np.float32),
+                              small_map.utm, small_map.utm_zone, yaw=small_map.yaw,
+                              backbone_name=small_map.backbone_name,
+                              backbone_fingerprint=small_map.backbone_fingerprint)
+    rng = np.random.default_rng(0)
+    features = np.stack([rng.uniform(0.5, 1.0, 400), rng.exponential(0.05, 400),
+                         rng.uniform(0, 2, 400)], 1)
+    correct = rng.random(400) < features[:, 0] - 0.2
+    calibration, _ = fit_calibration(features, correct, map_identity_of(mapdb, 64, 5, 25.0))
+    store_calibration(mapdb.root, calibration)
+    h = Harness(ros_context, mapdb.root)
+    received = []
+    h.tester.create_subscription(Float32MultiArray, '/vpr_node/place_probability',
+                                 received.append, 10)
+    try:
+        assert h.node.autostart()
+        h.wait_subscribed()
+        h.image_pub.publish(image_msg(place_image(3), 40))
+        candidates, scores = h.wait_result(40)
+        match = place_match(h, 40)
+        h.wait_for(lambda: received, 'place_probability')
+        positions = np.array([[p.position.x, p.position.y] for p in candidates.poses])
+        expected_p = calibration.probability(match_features(np.array(scores.data), positions,
+                                                            25.0))[0]
+        assert received[0].data[0] == pytest.approx(expected_p, abs=1e-6)
+        expected_cov = spread_covariance(np.array(scores.data), positions, expected_p, 25.0)
+        covariance = np.reshape(match.pose.covariance, (6, 6))
+        np.testing.assert_allclose(covariance[:2, :2], expected_cov, rtol=1e-6)
+        values = h.wait_for(lambda: 'place_probability' in h.diagnostic_values()
+                            and h.diagnostic_values(), 'probability in diagnostics')
+        assert values['calibration'].startswith('calibrated')
+    finally:
+        h.close()
+
+
+def test_uncalibrated_map_says_so_and_keeps_the_score_covariance(harness):
+    values = harness.wait_for(lambda: 'calibration' in harness.diagnostic_values()
+                              and harness.diagnostic_values(), 'diagnostics')
+    assert values['calibration'].startswith('uncalibrated')
