@@ -43,8 +43,9 @@ def run(args: argparse.Namespace) -> int:
 
     from aesvc_vpr.data.datasets import load_dataset
     from aesvc_vpr.errors import ConfigError
-    from aesvc_vpr.evaluation.calibration_eval import calibrate_localizer, calibration_summary
-    from aesvc_vpr.retrieval.calibration import plot_reliability, store_calibration
+    from aesvc_vpr.evaluation.calibration_eval import (calibrate_localizer, calibration_summary,
+                                                       plot_reliability)
+    from aesvc_vpr.retrieval.calibration import store_calibration
     from aesvc_vpr.retrieval.localizer import Localizer
     from aesvc_vpr.retrieval.mapdb import MapDatabase
 

@@ -9,6 +9,7 @@ the expected calibration error of the fitted model.
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -17,6 +18,7 @@ from aesvc_vpr.backbone.feed import embed_paths
 from aesvc_vpr.config import ImageConfig
 from aesvc_vpr.data.datasets import GeoImageSet
 from aesvc_vpr.errors import EvaluationError, MapError
+from aesvc_vpr.evaluation.map_eval import save_figure
 from aesvc_vpr.retrieval.calibration import (Calibration, fit_calibration, map_identity_of,
                                              match_features)
 from aesvc_vpr.retrieval.localizer import Localizer
@@ -63,3 +65,38 @@ def calibrate_localizer(localizer: Localizer, queries: GeoImageSet, held_out_fra
 def calibration_summary(calibration: Calibration) -> dict[str, Any]:
     """Return what ``calibrate`` prints: the held-out figures and the map state it is tied to."""
     return {**calibration.held_out, **calibration.map_identity}
+
+
+def plot_reliability(probability: np.ndarray, correct: np.ndarray, ece: float, path: Path,
+                     bins: int = 10, title: str = '') -> None:
+    """Write a reliability diagram PNG: accuracy against mean probability per bin.
+
+    Raises:
+        EvaluationError: the file cannot be written.
+    """
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    which = np.clip(np.digitize(probability, edges[1:-1]), 0, bins - 1)
+    mids, accuracy, counts = [], [], []
+    for b in range(bins):
+        inside = which == b
+        if inside.any():
+            mids.append(probability[inside].mean())
+            accuracy.append(correct[inside].mean())
+            counts.append(int(inside.sum()))
+    fig, ax = plt.subplots(figsize=(5, 5))
+    ax.plot([0, 1], [0, 1], 'k--', lw=1, label='perfect')
+    ax.plot(mids, accuracy, 'o-', label=f'held out (ECE {ece:.3f})')
+    for x, y, c in zip(mids, accuracy, counts):
+        ax.annotate(str(c), (x, y), textcoords='offset points', xytext=(4, -10), fontsize=7)
+    ax.set_xlabel('predicted P(top-1 within radius)')
+    ax.set_ylabel('observed fraction correct')
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1)
+    ax.grid(True, alpha=0.3)
+    ax.legend(loc='upper left')
+    ax.set_title(title, fontsize=9)
+    save_figure(fig, path, 'the reliability diagram')

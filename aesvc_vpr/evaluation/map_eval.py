@@ -222,11 +222,22 @@ def plot_recall(report: dict[str, Any], path: str | os.PathLike) -> None:
         ax.legend()
     fig.suptitle(f'{report["queries"]} queries, {report["database"]} database images, '
                  f'positives within {protocol["radius_m"]} m')
+    save_figure(fig, path, 'the plot')
+
+
+def save_figure(fig: Any, path: str | os.PathLike, what: str) -> None:
+    """Lay out, write as PNG under a new name then rename, and close a matplotlib figure.
+
+    Raises:
+        EvaluationError: the file cannot be written (``what`` names it in the message).
+    """
+    import matplotlib.pyplot as plt
+
     fig.tight_layout()
     try:
         with atomic_write(path) as f:
             fig.savefig(f, format='png', dpi=100)
     except OSError as err:
-        raise EvaluationError(f'{path}: cannot write the plot ({err})') from err
+        raise EvaluationError(f'{path}: cannot write {what} ({err})') from err
     finally:
         plt.close(fig)

@@ -243,48 +243,6 @@ def map_identity(embeddings_sha256: str, head_fingerprint: str, prefix_dim: int,
             'prefix_dim': int(prefix_dim), 'top_k': int(top_k), 'radius_m': float(radius_m)}
 
 
-def plot_reliability(probability: np.ndarray, correct: np.ndarray, ece: float, path: Path,
-                     bins: int = 10, title: str = '') -> None:
-    """Write a reliability diagram PNG: accuracy against mean probability per bin.
-
-    Raises:
-        MapError: the file cannot be written.
-    """
-    import matplotlib
-    matplotlib.use('Agg')
-    import matplotlib.pyplot as plt
-
-    edges = np.linspace(0.0, 1.0, bins + 1)
-    which = np.clip(np.digitize(probability, edges[1:-1]), 0, bins - 1)
-    mids, accuracy, counts = [], [], []
-    for b in range(bins):
-        inside = which == b
-        if inside.any():
-            mids.append(probability[inside].mean())
-            accuracy.append(correct[inside].mean())
-            counts.append(int(inside.sum()))
-    fig, ax = plt.subplots(figsize=(5, 5))
-    ax.plot([0, 1], [0, 1], 'k--', lw=1, label='perfect')
-    ax.plot(mids, accuracy, 'o-', label=f'held out (ECE {ece:.3f})')
-    for x, y, c in zip(mids, accuracy, counts):
-        ax.annotate(str(c), (x, y), textcoords='offset points', xytext=(4, -10), fontsize=7)
-    ax.set_xlabel('predicted P(top-1 within radius)')
-    ax.set_ylabel('observed fraction correct')
-    ax.set_xlim(0, 1)
-    ax.set_ylim(0, 1)
-    ax.grid(True, alpha=0.3)
-    ax.legend(loc='upper left')
-    ax.set_title(title, fontsize=9)
-    fig.tight_layout()
-    try:
-        with atomic_write(path) as f:
-            fig.savefig(f, format='png', dpi=100)
-    except OSError as err:
-        raise MapError(f'{path}: cannot write the reliability diagram ({err})') from err
-    finally:
-        plt.close(fig)
-
-
 def map_identity_of(mapdb: MapDatabase, prefix_dim: int, top_k: int,
                     radius_m: float) -> dict[str, Any]:
     """``map_identity`` of a loaded map: the searched vectors are its embeddings file."""
