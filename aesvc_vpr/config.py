@@ -284,6 +284,7 @@ class FilterConfig:
     prior_radius_sigmas: float = 3.0   # search restricted to this many sigmas around a prior
     contradiction_frames: int = 10     # frames a prior may be contradicted before global search
     odom_max_age_s: float = 0.5    # odometry farther than this from a frame's stamp is not used
+    navsat: bool = False           # weigh in sensor_msgs/NavSatFix on ``fix`` (map's UTM zone)
 
     def __post_init__(self) -> None:
         """Validate, so that dataclasses.replace re-checks every change."""

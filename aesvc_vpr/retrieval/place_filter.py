@@ -186,6 +186,24 @@ class PlaceFilter:
         self._prune()
         return len(rows)
 
+    def observe_position(self, xy: np.ndarray, sigma_m: float) -> int:
+        """Weigh in a position fix (e.g. GPS): a Gaussian likelihood around it, ``floor`` beyond.
+
+        Args:
+            xy: (2,) position in the map's frame, metres.
+            sigma_m: its standard deviation, metres (> 0).
+
+        Returns:
+            How many places lie within ``prior_radius_sigmas`` sigmas (0: off the map, ignored).
+        """
+        sigma_m = max(float(sigma_m), 1e-3)
+        rows = self.rows_within(xy, self.cfg.prior_radius_sigmas * sigma_m)
+        if len(rows):
+            d2 = np.sum((self.utm[rows] - np.asarray(xy, np.float64)) ** 2, axis=1)
+            self._weigh(rows, np.exp(-0.5 * d2 / sigma_m ** 2))
+            self._prune()
+        return len(rows)
+
     def rows_within(self, xy: np.ndarray, radius_m: float) -> np.ndarray:
         """Map rows within ``radius_m`` of ``xy``, ascending."""
         return np.sort(np.asarray(self._tree.query_ball_point(np.asarray(xy, np.float64),
@@ -268,8 +286,12 @@ class PlaceFilter:
         self._rest = self._rest * (1.0 - eps) + eps
 
     def _observe(self, rows: np.ndarray, scores: np.ndarray) -> None:
+        self._weigh(rows, np.exp((scores - scores.max()) / self.cfg.temperature))
+
+    def _weigh(self, rows: np.ndarray, likelihood: np.ndarray) -> None:
+        """Multiply the belief by ``likelihood`` at ``rows`` (floored) and ``floor`` elsewhere."""
         floor = self.cfg.floor
-        likelihood = np.maximum(np.exp((scores - scores.max()) / self.cfg.temperature), floor)
+        likelihood = np.maximum(likelihood, floor)
         union, inverse = np.unique(np.concatenate([self._rows, rows]), return_inverse=True)
         mass = np.zeros(len(union))
         mass[inverse[:len(self._rows)]] = self._mass

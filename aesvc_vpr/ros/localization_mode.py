@@ -53,7 +53,8 @@ class LocalizationMode:
         self._last_places_s = 0.0
         self._lock = threading.Lock()     # worker thread (frames) vs executor (priors, params)
         self.tracker = SequenceLocalizer(self.localizer, s.filter)
-        self._inputs = FilterInputs(node, self.tracker, self._lock, s.node.map_frame)
+        self._inputs = FilterInputs(node, self.tracker, self._lock, s.node.map_frame,
+                                    self.localizer.mapdb.utm_zone)
         self._belief: BeliefSummary | None = None
         self._calibration, self._calibration_state = self._load_calibration(s)
         self._probability: float | None = None

@@ -176,3 +176,29 @@ def test_uncalibrated_map_says_so_and_keeps_the_score_covariance(harness):
     values = harness.wait_for(lambda: 'calibration' in harness.diagnostic_values()
                               and harness.diagnostic_values(), 'diagnostics')
     assert values['calibration'].startswith('uncalibrated')
+
+
+def test_navsat_fixes_reweight_the_belief(ros_context, small_map):
+    import utm
+    from sensor_msgs.msg import NavSatFix, NavSatStatus
+
+    h = Harness(ros_context, small_map.root, **{'filter.mode': 'hmm', 'filter.navsat': True})
+    try:
+        assert h.node.autostart()
+        fix_pub = h.tester.create_publisher(NavSatFix, 'fix', 10)
+        h.wait_for(lambda: fix_pub.get_subscription_count() >= 1, 'fix subscription')
+        lat, lon = utm.to_latlon(*small_map.utm[6], 17, 'T')
+        fix = NavSatFix(latitude=float(lat), longitude=float(lon))
+        fix.status.status = NavSatStatus.STATUS_FIX
+        fix.position_covariance_type = NavSatFix.COVARIANCE_TYPE_DIAGONAL_KNOWN
+        fix.position_covariance[0] = fix.position_covariance[4] = 100.0      # sigma 10 m
+        no_fix = NavSatFix(latitude=float(lat), longitude=float(lon))
+        no_fix.status.status = NavSatStatus.STATUS_NO_FIX
+        fix_pub.publish(no_fix)
+        fix_pub.publish(fix)
+        h.wait_for(lambda: h.node.mode.diagnostics().get('filter_navsat_fixes') == 1, 'a fix')
+        assert h.node.mode.diagnostics()['filter_navsat_refused'] == 1
+        with h.node.mode._lock:
+            assert int(h.node.mode.tracker.filter.summary().rows[0]) == 6
+    finally:
+        h.close()

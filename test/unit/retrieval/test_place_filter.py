@@ -138,3 +138,13 @@ def test_bad_input_is_refused():
         FilterConfig(mode='particles')
     with pytest.raises(ConfigError):
         FilterConfig(mixing=0.0)
+
+
+def test_a_position_fix_reweights_instead_of_replacing():
+    filt = PlaceFilter(route(100), CFG)
+    filt.step(0, np.array([20, 60]), np.array([0.8, 0.8]))      # two equal hypotheses
+    assert filt.observe_position(np.array([600.0, 0.0]), sigma_m=15.0) == 9
+    assert int(filt.summary().rows[0]) == 60
+    assert filt.belief()[20] > 1 / 100 * CFG.floor       # the other one is weakened, not gone
+    assert filt.belief().sum() == pytest.approx(1.0)
+    assert filt.observe_position(np.array([-1e5, 0.0]), 15.0) == 0
