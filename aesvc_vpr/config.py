@@ -176,11 +176,16 @@ class MatchConfig:
     top_k: int = 5                 # candidates taken from the index
     min_score: float = 0.0         # best match published only at or above this cosine
     radius_m: float = 25.0         # a retrieved place within this distance counts as correct
+    # re-rank the published top-k by essential-matrix inliers with the map images (issue 15)
+    geometric_check: str = 'off'   # off | orb | sift
 
     def __post_init__(self) -> None:
         """Validate, so that dataclasses.replace re-checks every change."""
         if self.top_k < 1:
             raise ConfigError(f'match.top_k must be >= 1, got {self.top_k}')
+        if self.geometric_check not in GEOMETRIC_CHECKS:
+            raise ConfigError(f'match.geometric_check must be one of {GEOMETRIC_CHECKS}, '
+                              f'got {self.geometric_check!r}')
         if not -1.0 <= self.min_score <= 1.0:
             raise ConfigError(f'match.min_score must be in [-1, 1], got {self.min_score}')
         if self.radius_m <= 0:

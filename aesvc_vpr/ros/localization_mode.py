@@ -20,6 +20,7 @@ from rclpy.lifecycle import LifecycleNode
 from aesvc_vpr.common.stamps import time_ns
 from aesvc_vpr.config import MatchConfig
 from aesvc_vpr.errors import ConfigError, MapError
+from aesvc_vpr.loop.rerank import GeometricReranker
 from aesvc_vpr.retrieval.calibration import (Calibration, load_calibration, match_features,
                                              spread_covariance)
 from aesvc_vpr.retrieval.localizer import Localization, Localizer
@@ -58,6 +59,7 @@ class LocalizationMode:
         self._belief: BeliefSummary | None = None
         self._calibration, self._calibration_state = self._load_calibration(s)
         self._probability: float | None = None
+        self._reranker: GeometricReranker | None = None
 
     def summary(self) -> str:
         """Backbone, device, map and prefix in one line."""
@@ -89,8 +91,12 @@ class LocalizationMode:
             tracked = self.tracker.track(full, frame_ns, odometer_m, embed_s)
             if tracked.belief is not None:
                 self._belief = tracked.belief
-        probability, xy_covariance = self._confidence(tracked.raw, tracked.estimate, match_cfg)
-        self._outputs.publish(tracked.raw, stamp, match_cfg, estimate=tracked.estimate,
+        estimate = tracked.estimate
+        reranker = self._geometric(match_cfg.geometric_check)
+        if reranker is not None:
+            estimate = reranker.rerank(rgb, estimate)
+        probability, xy_covariance = self._confidence(tracked.raw, estimate, match_cfg)
+        self._outputs.publish(tracked.raw, stamp, match_cfg, estimate=estimate,
                               probability=probability, xy_covariance=xy_covariance)
 
     def reconfigure(self, settings: NodeSettings) -> None:
@@ -136,9 +142,21 @@ class LocalizationMode:
             values['filter_belief_support'] = belief.support
         values.update(self._inputs.diagnostics())
         values['calibration'] = self._calibration_state
+        reranker = self._reranker
+        if reranker is not None:
+            values['geometric_ms_last'] = round(1e3 * reranker.last_s, 2)
+            values['geometric_map_images_unreadable'] = reranker.unreadable
         if self._probability is not None:
             values['place_probability'] = round(self._probability, 4)
         return values
+
+    def _geometric(self, method: str) -> GeometricReranker | None:
+        """Return the re-ranker of ``match.geometric_check`` (None: off), built on first use."""
+        if method == 'off':
+            return None
+        if self._reranker is None or self._reranker.method != method:
+            self._reranker = GeometricReranker(self.localizer.mapdb.paths, method)
+        return self._reranker
 
     def _load_calibration(self, settings: NodeSettings) -> tuple[Calibration | None, str]:
         """Return the map's calibration for these settings, and its state for diagnostics."""

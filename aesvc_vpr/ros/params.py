@@ -201,6 +201,8 @@ PARAMS += (
           'is global again', limits=(1, 10000)),
     Param('filter.odom_max_age_s', 'odometry farther than this from a frame is not used',
           limits=(0.001, 3600.0)),
+    Param('match.geometric_check', "off | orb | sift: re-rank ~/place_match's candidates by "
+          'essential-matrix inliers with the map images (read from the paths the map stores)'),
     Param('filter.navsat', "weigh in sensor_msgs/NavSatFix on 'fix', projected to the map's UTM "
           'zone', read_only=True),
 )
