@@ -202,3 +202,16 @@ def test_navsat_fixes_reweight_the_belief(ros_context, small_map):
             assert int(h.node.mode.tracker.filter.summary().rows[0]) == 6
     finally:
         h.close()
+
+
+def test_geometric_check_runs_per_frame_and_counts_missing_map_images(harness, small_map):
+    h = harness
+    assert not h.set_param('match.geometric_check', 'akaze').successful
+    assert h.set_param('match.geometric_check', 'orb').successful
+    h.image_pub.publish(image_msg(place_image(2), 50))
+    # the small map stores no image paths: every candidate counts as unreadable, the retrieval
+    # order stands, and the node keeps publishing
+    assert nearest_place(small_map, place_match(h, 50)) == 2
+    values = h.wait_for(lambda: 'geometric_ms_last' in h.diagnostic_values()
+                        and h.diagnostic_values(), 'geometric diagnostics')
+    assert int(values['geometric_map_images_unreadable']) == 5
