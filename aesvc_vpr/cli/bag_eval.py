@@ -37,6 +37,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              'publishes), with single-frame Recall@1 beside it')
     parser.add_argument('--speed-mps', type=float, default=FilterConfig().speed_mps,
                         help="the filter's speed prior in m/s (default %(default)s)")
+    parser.add_argument('--filter-odometry', action='store_true',
+                        help="drive the filter with the path length of the pose topic (when it "
+                             "is the robot's odometry, as the town's /odom); else the speed prior")
     add_loop_arguments(parser)
 
 
@@ -69,10 +72,12 @@ def run(args: argparse.Namespace) -> int:
                                           SearchConfig(args.prefix_dim, args.index_type),
                                           MatchConfig(top_k=args.top_k, radius_m=args.radius_m))
         filter_cfg = FilterConfig(mode=args.filter, speed_mps=args.speed_mps)
-        frames = replay_bag(localizer, bags, plan, image_config(args), filter_cfg)
+        frames = replay_bag(localizer, bags, plan, image_config(args), filter_cfg,
+                            args.filter_odometry)
     parameters = replay_parameters(source, plan, localizer.mapdb, args.radius_m,
                                    images_unusable=frames.unusable,
-                                   **localizer_settings(localizer), filter=asdict(filter_cfg))
+                                   **localizer_settings(localizer), filter=asdict(filter_cfg),
+                                   filter_odometry=args.filter_odometry)
     extra: dict[str, object] = {'mode': 'offline (bag-eval)'}
     if frames.raw_indices is not None:
         extra['single_frame_recall'] = single_frame_recall(frames, localizer.mapdb.utm,

@@ -41,7 +41,8 @@ def empty_frames(plan: QueryPlan, top_k: int, latency_kind: str) -> ReplayFrames
 
 def replay_bag(localizer: Localizer, bags: BagSet, plan: QueryPlan,
                images: ImageConfig | None = None,
-               filter_cfg: FilterConfig | None = None) -> ReplayFrames:
+               filter_cfg: FilterConfig | None = None,
+               odometry_from_poses: bool = False) -> ReplayFrames:
     """Localise every image of the plan that has ground truth.
 
     Args:
@@ -51,6 +52,9 @@ def replay_bag(localizer: Localizer, bags: BagSet, plan: QueryPlan,
         images: the decode policy (pixel limits).
         filter_cfg: with mode hmm, the frames hold the sequence filter's estimate (what the
             node publishes on ~/place_match) and ``raw_indices`` the frames' own top-k.
+        odometry_from_poses: drive the filter's motion with the path length of the plan's pose
+            topic (right when that topic is the robot's odometry, e.g. the town's /odom);
+            otherwise the speed prior.
 
     Returns:
         The frames to score; an unusable image stays unanswered and is counted by cause in
@@ -67,6 +71,7 @@ def replay_bag(localizer: Localizer, bags: BagSet, plan: QueryPlan,
     counts = FrameCounts()
     tracker = SequenceLocalizer(localizer, filter_cfg) \
         if filter_cfg is not None and filter_cfg.mode != 'off' else None
+    odometer_m = path_lengths(frames.truth_xy) if odometry_from_poses else None
     if tracker is not None:
         frames.raw_indices = frames.indices.copy()
     for row, msg, rgb in progress_bar(scored_images(bags, plan, images, counts),
@@ -75,7 +80,8 @@ def replay_bag(localizer: Localizer, bags: BagSet, plan: QueryPlan,
         if tracker is None:
             loc = localizer.localize(rgb, msg.stamp_ns)
         else:
-            tracked = tracker.localize(rgb, msg.stamp_ns)
+            tracked = tracker.localize(rgb, msg.stamp_ns,
+                                       None if odometer_m is None else float(odometer_m[i]))
             loc = tracked.estimate
             raw = tracked.raw.matches[:frames.indices.shape[1]]
             frames.raw_indices[i, :len(raw)] = [m.index for m in raw]
@@ -86,6 +92,12 @@ def replay_bag(localizer: Localizer, bags: BagSet, plan: QueryPlan,
     frames.unusable = dict(counts.refused)
     check_usable(counts, plan)
     return frames
+
+
+def path_lengths(xy: np.ndarray) -> np.ndarray:
+    """(M,) distance travelled along (M, 2) positions up to each one, metres (0 first)."""
+    steps = np.linalg.norm(np.diff(np.asarray(xy, np.float64), axis=0), axis=1)
+    return np.concatenate([[0.0], np.cumsum(steps)])
 
 
 def check_usable(counts: FrameCounts, plan: QueryPlan) -> None:

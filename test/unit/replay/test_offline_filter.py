@@ -15,7 +15,7 @@ from aesvc_vpr.evaluation.sequence_eval import sequence_stamps
 from aesvc_vpr.images.files import read_rgb
 from aesvc_vpr.index.prefix_index import PrefixIndex
 from aesvc_vpr.index.ranking import positives_within, relevance
-from aesvc_vpr.replay.offline import replay_bag
+from aesvc_vpr.replay.offline import path_lengths, replay_bag
 from aesvc_vpr.replay.report import single_frame_recall
 from aesvc_vpr.retrieval.encoder import Encoder
 from aesvc_vpr.retrieval.localizer import Localizer
@@ -61,3 +61,20 @@ def test_eval_sequence_reports_single_and_filtered_recall(scene):
     filtered = relevance(best[:, None], positives)[2:, 0].mean()
     assert rows[0]['single_recall@1'] == pytest.approx(single)
     assert rows[0]['filtered_recall@1'] == pytest.approx(filtered)
+
+
+def test_odometry_from_the_pose_topic_drives_the_filter(scene):
+    localizer = Localizer(Encoder(PatchGridBackbone()), scene.mapdb,
+                          SearchConfig(prefix_dim=DIM), MatchConfig(top_k=20))
+    still = FilterConfig(mode='hmm', speed_mps=0.0)
+    with BagSet([scene.bag]) as bags:
+        plan = plan_queries(bags, QuerySource((str(scene.bag),)))
+        frames = replay_bag(localizer, bags, plan, filter_cfg=still, odometry_from_poses=True)
+    queries = PatchGridBackbone().embed([read_rgb(p) for p in scene.queries.paths])
+    scores, ranked = PrefixIndex(scene.mapdb.embeddings, DIM).search(queries, 20)
+    odometer = path_lengths(frames.truth_xy)
+    assert odometer[-1] > 0
+    best, _ = filter_sequence(scene.mapdb.utm, still, ranked, scores, frames.stamps_ns, odometer)
+    np.testing.assert_array_equal(frames.indices[:, 0], best)
+    without, _ = filter_sequence(scene.mapdb.utm, still, ranked, scores, frames.stamps_ns)
+    assert (best != without).any()        # the odometry moved the belief
