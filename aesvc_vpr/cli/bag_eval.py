@@ -38,8 +38,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--speed-mps', type=float, default=FilterConfig().speed_mps,
                         help="the filter's speed prior in m/s (default %(default)s)")
     parser.add_argument('--filter-odometry', action='store_true',
-                        help="drive the filter with the path length of the pose topic (when it "
-                             "is the robot's odometry, as the town's /odom); else the speed prior")
+                        help='drive the filter with the path length of the pose topic (when '
+                             'that is odometry, as the town /odom is); else the speed prior')
     add_loop_arguments(parser)
 
 
