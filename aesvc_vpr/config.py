@@ -178,11 +178,16 @@ class MatchConfig:
     radius_m: float = 25.0         # a retrieved place within this distance counts as correct
     # re-rank the published top-k by essential-matrix inliers with the map images (issue 15)
     geometric_check: str = 'off'   # off | orb | sift
+    # on a calibrated map, ~/place_match only at or above this calibrated probability
+    min_probability: float = 0.0
 
     def __post_init__(self) -> None:
         """Validate, so that dataclasses.replace re-checks every change."""
         if self.top_k < 1:
             raise ConfigError(f'match.top_k must be >= 1, got {self.top_k}')
+        if not 0.0 <= self.min_probability <= 1.0:
+            raise ConfigError(f'match.min_probability must be in [0, 1], got '
+                              f'{self.min_probability}')
         if self.geometric_check not in GEOMETRIC_CHECKS:
             raise ConfigError(f'match.geometric_check must be one of {GEOMETRIC_CHECKS}, '
                               f'got {self.geometric_check!r}')

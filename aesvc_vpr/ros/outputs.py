@@ -43,13 +43,15 @@ class Outputs:
                 xy_covariance: np.ndarray | None = None) -> None:
         """Publish one query's results, all stamped with the query image's stamp.
 
-        ~/place_match only when the best score reaches ``match_cfg.min_score``; it carries
+        ~/place_match only when the best score reaches ``match_cfg.min_score`` (and, on a
+        calibrated map, ``probability`` reaches ``match_cfg.min_probability``); it carries
         ``estimate`` (the sequence filter's) when given, else ``loc``'s best match, with
         ``xy_covariance`` when the map is calibrated. ``probability`` (calibrated maps only)
         goes to ~/place_probability, in the same order as ~/candidate_scores.
         """
         best = estimate or loc
-        if best.matches and best.matches[0].score >= match_cfg.min_score:
+        confident = probability is None or probability >= match_cfg.min_probability
+        if best.matches and best.matches[0].score >= match_cfg.min_score and confident:
             self._place_match.publish(messages.place_match_msg(
                 best, stamp, self._frame_id, match_cfg.radius_m, xy_covariance))
         if probability is not None:

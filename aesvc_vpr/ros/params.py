@@ -203,6 +203,8 @@ PARAMS += (
           limits=(0.001, 3600.0)),
     Param('match.geometric_check', "off | orb | sift: re-rank ~/place_match's candidates by "
           'essential-matrix inliers with the map images (read from the paths the map stores)'),
+    Param('match.min_probability', 'calibrated maps: ~/place_match only at or above this '
+          'calibrated probability (uncalibrated maps ignore it)', limits=(0.0, 1.0)),
     Param('filter.navsat', "weigh in sensor_msgs/NavSatFix on 'fix', projected to the map's UTM "
           'zone', read_only=True),
 )

@@ -144,7 +144,7 @@ def test_calibrated_map_publishes_probability_and_spread_covariance(ros_context,
     rng = np.random.default_rng(0)
     features = np.stack([rng.uniform(0.5, 1.0, 400), rng.exponential(0.05, 400),
                          rng.uniform(0, 2, 400)], 1)
-    correct = rng.random(400) < features[:, 0] - 0.2
+    correct = rng.random(400) < 0.6 * features[:, 0]      # P never reaches 1
     calibration, _ = fit_calibration(features, correct, map_identity_of(mapdb, 64, 5, 25.0))
     store_calibration(mapdb.root, calibration)
     h = Harness(ros_context, mapdb.root)
@@ -168,6 +168,13 @@ def test_calibrated_map_publishes_probability_and_spread_covariance(ros_context,
         values = h.wait_for(lambda: 'place_probability' in h.diagnostic_values()
                             and h.diagnostic_values(), 'probability in diagnostics')
         assert values['calibration'].startswith('calibrated')
+        # match.min_probability above this frame's probability: candidates, no place_match
+        assert expected_p < 0.9
+        assert h.set_param('match.min_probability', float(expected_p + 0.05)).successful
+        h.image_pub.publish(image_msg(place_image(3), 41))
+        h.wait_result(41)
+        h.wait_for(lambda: len(received) == 2, 'second place_probability')
+        assert not [m for m in h.received['match'] if m.header.stamp.sec == 41]
     finally:
         h.close()
 
