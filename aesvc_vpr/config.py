@@ -241,11 +241,21 @@ class MatchConfig:
     top_k: int = 5                 # candidates taken from the index
     min_score: float = 0.0         # best match published only at or above this cosine
     radius_m: float = 25.0         # a retrieved place within this distance counts as correct
+    # re-rank the published top-k by essential-matrix inliers with the map images (issue 15)
+    geometric_check: str = 'off'   # off | orb | sift
+    # on a calibrated map, ~/place_match only at or above this calibrated probability
+    min_probability: float = 0.0
 
     def __post_init__(self) -> None:
         """Validate, so that dataclasses.replace re-checks every change."""
         if self.top_k < 1:
             raise ConfigError(f'match.top_k must be >= 1, got {self.top_k}')
+        if not 0.0 <= self.min_probability <= 1.0:
+            raise ConfigError(f'match.min_probability must be in [0, 1], got '
+                              f'{self.min_probability}')
+        if self.geometric_check not in GEOMETRIC_CHECKS:
+            raise ConfigError(f'match.geometric_check must be one of {GEOMETRIC_CHECKS}, '
+                              f'got {self.geometric_check!r}')
         if not -1.0 <= self.min_score <= 1.0:
             raise ConfigError(f'match.min_score must be in [-1, 1], got {self.min_score}')
         if self.radius_m <= 0:
@@ -320,3 +330,54 @@ class LoopClosureConfig:
         if self.odom_max_age_s <= 0:
             raise ConfigError(
                 f'loop_closure.odom_max_age_s must be > 0, got {self.odom_max_age_s}')
+
+
+FILTER_MODES = ('off', 'hmm')
+
+
+@dataclass(frozen=True)
+class FilterConfig:
+    """The sequence filter over map places (docs/localization_filter.md).
+
+    A forward Bayes filter: the belief moves with the distance travelled (odometry, else
+    ``speed_mps`` times the time between frames), each frame's top-k scores reweight it, and a
+    little uniform mass is mixed in so a wrong belief recovers.
+    """
+
+    mode: str = 'off'              # off | hmm
+    top_k: int = 20                # candidates per frame the observation uses
+    speed_mps: float = 1.0         # speed prior when no odometry comes in
+    motion_sigma_m: float = 5.0    # spread of the distance travelled, plus ...
+    motion_noise: float = 0.3      # ... this fraction of the distance
+    # moves against the belief's recent direction of travel weigh exp(heading_weight * (cos - 1))
+    heading_weight: float = 2.0
+    temperature: float = 0.02      # cosine difference that changes the likelihood e-fold
+    floor: float = 0.01            # likelihood of places outside the top-k (top-1: 1)
+    mixing: float = 0.01           # uniform mass mixed in per frame (recovery)
+    max_support: int = 500         # places the belief tracks one by one; the rest is uniform
+    prior_sigma_m: float = 0.0     # pose prior: std dev; 0 takes the covariance of the message
+    prior_radius_sigmas: float = 3.0   # search restricted to this many sigmas around a prior
+    contradiction_frames: int = 10     # frames a prior may be contradicted before global search
+    odom_max_age_s: float = 0.5    # odometry farther than this from a frame's stamp is not used
+    navsat: bool = False           # weigh in sensor_msgs/NavSatFix on ``fix`` (map's UTM zone)
+
+    def __post_init__(self) -> None:
+        """Validate, so that dataclasses.replace re-checks every change."""
+        if self.mode not in FILTER_MODES:
+            raise ConfigError(f'filter.mode must be one of {FILTER_MODES}, got {self.mode!r}')
+        if self.top_k < 1 or self.max_support < 1 or self.contradiction_frames < 1:
+            raise ConfigError('filter.top_k, filter.max_support and filter.contradiction_frames '
+                              f'must be >= 1, got {self.top_k}, {self.max_support}, '
+                              f'{self.contradiction_frames}')
+        if min(self.speed_mps, self.motion_noise, self.prior_sigma_m, self.heading_weight) < 0:
+            raise ConfigError('filter.speed_mps, filter.motion_noise, filter.prior_sigma_m and '
+                              'filter.heading_weight must be >= 0')
+        if self.motion_sigma_m <= 0 or self.temperature <= 0 or self.prior_radius_sigmas <= 0:
+            raise ConfigError('filter.motion_sigma_m, filter.temperature and '
+                              'filter.prior_radius_sigmas must be > 0')
+        if not 0.0 < self.floor <= 1.0:
+            raise ConfigError(f'filter.floor must be in (0, 1], got {self.floor}')
+        if not 0.0 < self.mixing < 1.0:
+            raise ConfigError(f'filter.mixing must be in (0, 1), got {self.mixing}')
+        if self.odom_max_age_s <= 0:
+            raise ConfigError(f'filter.odom_max_age_s must be > 0, got {self.odom_max_age_s}')

@@ -107,7 +107,7 @@ def track_from_messages(messages: Iterable[PoseMessage], utm_zone: str = '') -> 
         raise BagError(f'pose topic {topic}: mixes NavSatFix with metric poses')
     zone = ''
     if latlon:
-        xy, zone = _to_utm(np.asarray(latlon, np.float64), utm_zone)
+        xy, zone = latlon_to_utm(np.asarray(latlon, np.float64), utm_zone)
         frame = f'UTM {zone}'
     else:
         xy = np.column_stack([xs, ys]).astype(np.float64)
@@ -172,8 +172,19 @@ def _pose_of(msg: object, msgtype: str) -> tuple[float, float, float] | None:
     return float(pose.position.x), float(pose.position.y), yaw
 
 
-def _to_utm(latlon: np.ndarray, utm_zone: str) -> tuple[np.ndarray, str]:
-    """(N, 2) degrees -> (N, 2) easting/northing metres, all in one zone."""
+def latlon_to_utm(latlon: np.ndarray, utm_zone: str) -> tuple[np.ndarray, str]:
+    """Project (N, 2) degrees to (N, 2) easting/northing metres, all in one zone.
+
+    Args:
+        latlon: (N, 2) latitude, longitude in degrees.
+        utm_zone: e.g. '17T'; '' takes the first fix's zone.
+
+    Returns:
+        The positions and the zone they are in.
+
+    Raises:
+        BagError: a fix outside the zone's range (or outside lat/lon ranges).
+    """
     try:
         if utm_zone:
             number, letter = int(utm_zone[:-1]), utm_zone[-1].upper()

@@ -6,7 +6,7 @@ import argparse
 
 from aesvc_vpr.cli._backbone import add_backbone_arguments, backbone_config
 from aesvc_vpr.cli._images import add_image_arguments, image_config
-from aesvc_vpr.config import DEFAULT_PREFIX_SIZES, RecallConfig
+from aesvc_vpr.config import DEFAULT_PREFIX_SIZES, FilterConfig, RecallConfig
 
 NAME = 'eval'
 HELP = "evaluate a map on a dataset's queries (standard VPR protocol) at several prefix sizes"
@@ -31,6 +31,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--limit', type=int, default=0, help='use only the first N queries')
     parser.add_argument('--json', default='eval.json', help='report file (default %(default)s)')
     parser.add_argument('--plot', default='eval.png', help='plot file (default %(default)s)')
+    parser.add_argument('--sequence', action='store_true',
+                        help='also take the queries as one sequence in their order: Recall@1 '
+                             'single-frame against the sequence filter '
+                             '(docs/localization_filter.md)')
+    parser.add_argument('--speed-mps', type=float, default=None,
+                        help="the filter's speed prior (default: the filter's, "
+                             f'{FilterConfig().speed_mps} m/s)')
+    parser.add_argument('--period-s', type=float, default=1.0,
+                        help='time between queries that carry no stamps (default %(default)s)')
+    parser.add_argument('--warmup', type=int, default=20,
+                        help='sequence frames left out of Recall@1 (default %(default)s)')
     add_image_arguments(parser)
     add_backbone_arguments(parser)
 
@@ -40,7 +51,9 @@ def run(args: argparse.Namespace) -> int:
     from aesvc_vpr.common.fileio import check_writable
     from aesvc_vpr.data.datasets import load_dataset
     from aesvc_vpr.errors import ConfigError
-    from aesvc_vpr.evaluation.map_eval import evaluate_map, format_table, plot_recall, write_json
+    from aesvc_vpr.evaluation.map_eval import (evaluate_map, format_table, plot_recall,
+                                               SequenceOptions, write_json)
+    from aesvc_vpr.evaluation.sequence_eval import format_sequence_table
     from aesvc_vpr.retrieval.encoder import Encoder
     from aesvc_vpr.retrieval.mapdb import MapDatabase
 
@@ -63,10 +76,19 @@ def run(args: argparse.Namespace) -> int:
     encoder = Encoder.load(backbone_config(args))
     mapdb = MapDatabase.load(args.map, encoder.backbone)
     encoder = encoder.with_head(args.head or mapdb.head_file)
+    sequence = None
+    if args.sequence:
+        speed = {} if args.speed_mps is None else {'speed_mps': args.speed_mps}
+        if args.period_s <= 0 or args.warmup < 0:
+            raise ConfigError('--period-s must be > 0 and --warmup >= 0')
+        sequence = SequenceOptions(FilterConfig(mode='hmm', **speed), args.warmup, args.period_s)
     report = evaluate_map(mapdb, queries, encoder, sizes, cfg, pca=not args.no_pca,
-                          batch_size=args.batch_size, images=image_config(args))
+                          batch_size=args.batch_size, images=image_config(args),
+                          sequence=sequence)
     report['dataset'] = str(args.dataset)
     print(format_table(report))
+    if sequence is not None:
+        print(format_sequence_table(report['sequence']))
     write_json(report, args.json)
     plot_recall(report, args.plot)
     print(f'wrote {args.json} and {args.plot}')

@@ -18,9 +18,10 @@ import numpy as np
 
 from aesvc_vpr.backbone.feed import embed_paths
 from aesvc_vpr.common.fileio import atomic_write
-from aesvc_vpr.config import ImageConfig, RecallConfig
+from aesvc_vpr.config import FilterConfig, ImageConfig, RecallConfig
 from aesvc_vpr.data.datasets import GeoImageSet
 from aesvc_vpr.errors import EvaluationError
+from aesvc_vpr.evaluation.sequence_eval import evaluate_sequence, sequence_stamps
 from aesvc_vpr.head.baselines import AesvcEncoder, PCA
 from aesvc_vpr.head.quality import cosine_stats
 from aesvc_vpr.index.prefix_index import PrefixIndex
@@ -29,6 +30,15 @@ from aesvc_vpr.retrieval.encoder import Encoder
 from aesvc_vpr.retrieval.mapdb import MapDatabase
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class SequenceOptions:
+    """How ``evaluate_map`` also scores the queries as one filtered sequence."""
+
+    filter: FilterConfig           # noqa: A003 (the filter's config group)
+    warmup: int = 20               # frames left out of Recall@1
+    period_s: float = 1.0          # time between queries when they carry no stamps
 
 
 @dataclass(frozen=True)
@@ -110,11 +120,14 @@ def evaluate_representations(database_utm: np.ndarray, query_utm: np.ndarray,
 
 def evaluate_map(mapdb: MapDatabase, queries: GeoImageSet, encoder: Encoder,
                  dims: Sequence[int], cfg: RecallConfig, pca: bool = True, batch_size: int = 8,
-                 progress: bool = True, images: ImageConfig | None = None) -> dict[str, Any]:
+                 progress: bool = True, images: ImageConfig | None = None,
+                 sequence: SequenceOptions | None = None) -> dict[str, Any]:
     """Embed the query images and evaluate the map: head, teacher, raw, PCA and PCA-whitening.
 
     The teacher row (``aesvc``) is the head's AE-SVC latent used directly; the PCA rows are
-    fitted on the map's raw embeddings (no labels, like the head).
+    fitted on the map's raw embeddings (no labels, like the head). With ``sequence`` the
+    queries are also taken as one sequence in their order, single-frame against filtered
+    (``report['sequence']``, see ``sequence_eval``).
 
     Queries that fail the decode policy (``images``) are left out and counted in
     ``queries_failed``.
@@ -145,6 +158,11 @@ def evaluate_map(mapdb: MapDatabase, queries: GeoImageSet, encoder: Encoder,
             fitted = PCA.fit(database_raw, whiten=whiten)
             representations[name] = (fitted.project(database_raw), fitted.project(raw))
     report = evaluate_representations(mapdb.utm, queries.utm[rows], representations, dims, cfg)
+    if sequence is not None:
+        stamps = sequence_stamps(queries.stamps_ns[rows], sequence.period_s)
+        report['sequence'] = evaluate_sequence(mapdb.utm, queries.utm[rows], stamps,
+                                               representations, dims, cfg, sequence.filter,
+                                               sequence.warmup)
     report['queries_failed'] = [f.as_dict() for f in failures]
     report['map'] = str(mapdb.root)
     report['backbone'] = mapdb.backbone_name
@@ -204,11 +222,22 @@ def plot_recall(report: dict[str, Any], path: str | os.PathLike) -> None:
         ax.legend()
     fig.suptitle(f'{report["queries"]} queries, {report["database"]} database images, '
                  f'positives within {protocol["radius_m"]} m')
+    save_figure(fig, path, 'the plot')
+
+
+def save_figure(fig: Any, path: str | os.PathLike, what: str) -> None:
+    """Lay out, write as PNG under a new name then rename, and close a matplotlib figure.
+
+    Raises:
+        EvaluationError: the file cannot be written (``what`` names it in the message).
+    """
+    import matplotlib.pyplot as plt
+
     fig.tight_layout()
     try:
         with atomic_write(path) as f:
             fig.savefig(f, format='png', dpi=100)
     except OSError as err:
-        raise EvaluationError(f'{path}: cannot write the plot ({err})') from err
+        raise EvaluationError(f'{path}: cannot write {what} ({err})') from err
     finally:
         plt.close(fig)

@@ -8,4 +8,5 @@ from aesvc_vpr.common.lazy import lazy_exports
 __all__, __getattr__ = lazy_exports(__name__, {
     'LoopClosureDetector': 'detector', 'LoopClosure': 'detector', 'KeyframeStore': 'keyframes',
     'KeyframePolicy': 'keyframes', 'GeometricVerifier': 'geometric', 'OdometryTrack': 'odometry',
+    'GeometricReranker': 'rerank',
 })

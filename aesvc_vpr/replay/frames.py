@@ -31,6 +31,8 @@ class ReplayFrames:
     latency_kind: str
     extra_latency_s: dict[str, np.ndarray] = field(default_factory=dict)  # e.g. embed_s, search_s
     unusable: dict[str, int] = field(default_factory=dict)   # images refused, by cause
+    # with the sequence filter: (M, K) the frames' own rankings (``indices`` is the filter's)
+    raw_indices: np.ndarray | None = None
 
 
 @dataclass

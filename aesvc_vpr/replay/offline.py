@@ -15,11 +15,12 @@ import numpy as np
 from aesvc_vpr.bags.queries import FrameCounts, QueryPlan, QuerySource, scored_images
 from aesvc_vpr.bags.reader import BagSet
 from aesvc_vpr.common.progress import progress_bar
-from aesvc_vpr.config import ImageConfig
+from aesvc_vpr.config import FilterConfig, ImageConfig
 from aesvc_vpr.errors import ReplayError
 from aesvc_vpr.replay.frames import ReplayFrames
 from aesvc_vpr.retrieval.localizer import Localization, Localizer
 from aesvc_vpr.retrieval.mapdb import MapDatabase
+from aesvc_vpr.retrieval.tracking import SequenceLocalizer
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +40,9 @@ def empty_frames(plan: QueryPlan, top_k: int, latency_kind: str) -> ReplayFrames
 
 
 def replay_bag(localizer: Localizer, bags: BagSet, plan: QueryPlan,
-               images: ImageConfig | None = None) -> ReplayFrames:
+               images: ImageConfig | None = None,
+               filter_cfg: FilterConfig | None = None,
+               odometry_from_poses: bool = False) -> ReplayFrames:
     """Localise every image of the plan that has ground truth.
 
     Args:
@@ -47,6 +50,11 @@ def replay_bag(localizer: Localizer, bags: BagSet, plan: QueryPlan,
         bags: the open recording the plan was made from (``plan_queries``).
         plan: topics and ground truth.
         images: the decode policy (pixel limits).
+        filter_cfg: with mode hmm, the frames hold the sequence filter's estimate (what the
+            node publishes on ~/place_match) and ``raw_indices`` the frames' own top-k.
+        odometry_from_poses: drive the filter's motion with the path length of the plan's pose
+            topic (right when that topic is the robot's odometry, e.g. the town's /odom);
+            otherwise the speed prior.
 
     Returns:
         The frames to score; an unusable image stays unanswered and is counted by cause in
@@ -61,10 +69,22 @@ def replay_bag(localizer: Localizer, bags: BagSet, plan: QueryPlan,
     embed_s = np.full(len(frames.stamps_ns), np.nan)
     search_s = embed_s.copy()
     counts = FrameCounts()
+    tracker = SequenceLocalizer(localizer, filter_cfg) \
+        if filter_cfg is not None and filter_cfg.mode != 'off' else None
+    odometer_m = path_lengths(frames.truth_xy) if odometry_from_poses else None
+    if tracker is not None:
+        frames.raw_indices = frames.indices.copy()
     for row, msg, rgb in progress_bar(scored_images(bags, plan, images, counts),
                                       total=plan.scored, desc='embedding', unit='img'):
-        loc = localizer.localize(rgb, msg.stamp_ns)
         i = slot[row]
+        if tracker is None:
+            loc = localizer.localize(rgb, msg.stamp_ns)
+        else:
+            tracked = tracker.localize(rgb, msg.stamp_ns,
+                                       None if odometer_m is None else float(odometer_m[i]))
+            loc = tracked.estimate
+            raw = tracked.raw.matches[:frames.indices.shape[1]]
+            frames.raw_indices[i, :len(raw)] = [m.index for m in raw]
         fill_matches(frames, i, loc)
         frames.latency_s[i] = loc.compute_s
         embed_s[i], search_s[i] = loc.embed_s, loc.search_s
@@ -72,6 +92,12 @@ def replay_bag(localizer: Localizer, bags: BagSet, plan: QueryPlan,
     frames.unusable = dict(counts.refused)
     check_usable(counts, plan)
     return frames
+
+
+def path_lengths(xy: np.ndarray) -> np.ndarray:
+    """(M,) distance travelled along (M, 2) positions up to each one, metres (0 first)."""
+    steps = np.linalg.norm(np.diff(np.asarray(xy, np.float64), axis=0), axis=1)
+    return np.concatenate([[0.0], np.cumsum(steps)])
 
 
 def check_usable(counts: FrameCounts, plan: QueryPlan) -> None:

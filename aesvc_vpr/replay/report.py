@@ -14,6 +14,7 @@ Definitions (one row per image that has ground truth):
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 from pathlib import Path
@@ -67,6 +68,15 @@ def score_replay(frames: ReplayFrames, map_utm: np.ndarray, radius_m: float,
         best_f1_threshold=float(thresholds[at_best]) if len(f1) else float('nan'),
         recall_at_full_precision=float(pr_recall[exact].max()) if exact.any() else 0.0,
         latency_ms=_latency_ms(frames), top1_correct=top1)
+
+
+def single_frame_recall(frames: ReplayFrames, map_utm: np.ndarray,
+                        radius_m: float) -> dict[str, float]:
+    """Recall@N of the frames' own rankings when ``indices`` holds the filter's estimate."""
+    if frames.raw_indices is None:
+        return {}
+    raw = dataclasses.replace(frames, indices=frames.raw_indices)
+    return {f'R@{n}': r for n, r in score_replay(raw, map_utm, radius_m).recall.items()}
 
 
 def format_table(scores: ReplayScores, title: str) -> str:

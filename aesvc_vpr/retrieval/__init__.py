@@ -9,4 +9,7 @@ __all__, __getattr__ = lazy_exports(__name__, {
     'Encoder': 'encoder', 'MapDatabase': 'mapdb', 'build_map': 'mapbuild',
     'map_writer_lock': 'map_writes',
     'Localizer': 'localizer', 'Localization': 'localizer', 'Match': 'localizer',
+    'PlaceFilter': 'place_filter', 'SequenceLocalizer': 'tracking',
+    'filter_sequence': 'tracking', 'Calibration': 'calibration',
+    'load_calibration': 'calibration', 'store_calibration': 'calibration',
 })

@@ -16,6 +16,7 @@ from aesvc_vpr.backbone.protocol import Backbone
 from aesvc_vpr.config import BackboneConfig, MatchConfig, SearchConfig
 from aesvc_vpr.errors import MapError
 from aesvc_vpr.head.projector import Projector
+from aesvc_vpr.index.prefix import l2_prefix
 from aesvc_vpr.index.prefix_index import PrefixIndex
 from aesvc_vpr.retrieval.encoder import Encoder
 from aesvc_vpr.retrieval.mapdb import MapDatabase
@@ -115,7 +116,8 @@ class Localizer:
         return self.encoder.embed(images)[1]
 
     def search(self, full_embeddings: np.ndarray, stamps_ns: Sequence[int],
-               match_cfg: MatchConfig | None = None) -> list[Localization]:
+               match_cfg: MatchConfig | None = None, top_k: int | None = None
+               ) -> list[Localization]:
         """Search embeddings from ``embed``; each result gets an equal share of the search time.
 
         Args:
@@ -123,11 +125,12 @@ class Localizer:
             stamps_ns: M image stamps.
             match_cfg: settings for this call (default ``self.match_cfg``): a caller that
                 swaps settings while frames are in flight passes the one set it publishes with.
+            top_k: results per image; None takes ``match_cfg.top_k``.
         """
         if len(full_embeddings) != len(stamps_ns):
             raise MapError(f'{len(full_embeddings)} embeddings but {len(stamps_ns)} stamps')
         start = time.perf_counter()
-        top_k = (match_cfg or self.match_cfg).top_k
+        top_k = top_k or (match_cfg or self.match_cfg).top_k
         scores, indices = self._index.search(full_embeddings, top_k)
         share = (time.perf_counter() - start) / max(1, len(stamps_ns))
         utm, yaw = self.mapdb.utm, self.mapdb.yaw
@@ -144,6 +147,20 @@ class Localizer:
         embed_s = time.perf_counter() - start
         result = self.search(full, [stamp_ns], match_cfg)[0]
         return Localization(result.stamp_ns, result.matches, embed_s, result.search_s)
+
+    def scores_of(self, full_embedding: np.ndarray, rows: np.ndarray) -> np.ndarray:
+        """Exact cosine scores of one embedding against chosen map rows, at the searched prefix.
+
+        Args:
+            full_embedding: (E,) from ``embed``.
+            rows: (R,) int map rows.
+
+        Returns:
+            (R,) float32 scores, as ``search`` would report them.
+        """
+        dim = self.prefix_dim
+        query = l2_prefix(full_embedding[None, :], dim)[0]
+        return l2_prefix(self.mapdb.embeddings[np.asarray(rows, np.int64)], dim) @ query
 
     def _build_index(self, dim: int) -> PrefixIndex:
         self.encoder.check_prefix(dim)

@@ -22,7 +22,7 @@ LOCALIZATION = 'localization'
 KEYFRAMES = 'keyframes'
 KINDS = (LOCALIZATION, KEYFRAMES)
 ARRAY_ROLES = ('raw', 'embeddings', 'utm', 'yaw', 'stamps_ns', 'ids')
-ROLES = (*ARRAY_ROLES, 'paths', 'head')
+ROLES = (*ARRAY_ROLES, 'paths', 'head', 'calibration')   # calibration: retrieval.calibration
 REQUIRED_ROLES = ('raw', 'utm', 'yaw', 'stamps_ns', 'ids', 'paths')
 # written by MapDatabase.write itself; ``extra`` may not set them
 SCHEMA_FIELDS = ('schema_version', 'kind', 'backbone', 'head', 'count', 'raw_dim',

@@ -32,7 +32,8 @@ log = logging.getLogger(__name__)
 
 # files a map writer owns: current and older generations, version 1 names, unfinished temps
 _OWNED = re.compile(r'\.?(?:(?:raw|embeddings|utm|yaw|stamps_ns|ids)(?:-[0-9a-f]{12})?\.npy'
-                    r'|paths(?:-[0-9a-f]{12})?\.json|head(?:-[0-9a-f]{12})?\.safetensors'
+                    r'|(?:paths|calibration)(?:-[0-9a-f]{12})?\.json'
+                    r'|head(?:-[0-9a-f]{12})?\.safetensors'
                     r'|map\.json|\.head\.training\.safetensors)'
                     r'(?:\.\d+\.tmp)?')
 

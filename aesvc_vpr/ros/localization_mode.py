@@ -2,7 +2,10 @@
 
 Outputs (all stamped with the query image) are published by ``Outputs``: ``~/place_match``,
 ``~/candidates``, ``~/candidate_scores`` and ``~/markers``. The map's places are re-sent as
-markers every few seconds, so RViz windows opened later get them.
+markers every few seconds, so RViz windows opened later get them. With ``filter.mode: hmm``
+``~/place_match`` carries the sequence filter's estimate (``retrieval.tracking``), driven by
+odometry on ``odom`` and pose priors on ``initialpose`` (``filter_inputs.py``), while
+``~/candidates`` keeps the frame's own ranking.
 
 Run-time changes never stall the executor or split a frame between two settings: a frame reads
 ``match_cfg`` once (one attribute, swapped whole) and searches and publishes with it; a new
@@ -12,6 +15,7 @@ thread and swapped in with one assignment, so frames keep using the old index me
 
 from __future__ import annotations
 
+import threading
 import time
 from typing import Any
 
@@ -20,8 +24,15 @@ import numpy as np
 from rclpy.lifecycle import LifecycleNode
 
 from aesvc_vpr.common.stamps import time_ns
-from aesvc_vpr.errors import ConfigError
-from aesvc_vpr.retrieval.localizer import Localizer
+from aesvc_vpr.config import MatchConfig
+from aesvc_vpr.errors import ConfigError, MapError
+from aesvc_vpr.loop.rerank import GeometricReranker
+from aesvc_vpr.retrieval.calibration import (Calibration, load_calibration, match_features,
+                                             spread_covariance)
+from aesvc_vpr.retrieval.localizer import Localization, Localizer
+from aesvc_vpr.retrieval.place_filter import BeliefSummary
+from aesvc_vpr.retrieval.tracking import SequenceLocalizer
+from aesvc_vpr.ros.filter_inputs import FilterInputs
 from aesvc_vpr.ros.outputs import Outputs
 from aesvc_vpr.ros.params import NodeSettings
 from aesvc_vpr.ros.worker import LatestFrameWorker
@@ -54,6 +65,14 @@ class LocalizationMode:
         self._reindex = LatestFrameWorker(self._set_prefix, lambda: None, lambda: 0.0,
                                           name='vpr-reindex')
         self._reindex.start()
+        self._lock = threading.Lock()     # worker thread (frames) vs executor (priors, params)
+        self.tracker = SequenceLocalizer(self.localizer, s.filter)
+        self._inputs = FilterInputs(node, self.tracker, self._lock, s.node.map_frame,
+                                    self.localizer.mapdb.utm_zone)
+        self._belief: BeliefSummary | None = None
+        self._calibration, self._calibration_state = self._load_calibration(s)
+        self._probability: float | None = None
+        self._reranker: GeometricReranker | None = None
 
     def summary(self) -> str:
         """Backbone, device, map and prefix in one line."""
@@ -75,15 +94,32 @@ class LocalizationMode:
         """Send the map's places once the publishers are enabled."""
         self._outputs.publish_places()
         self._last_places_s = time.monotonic()
+        self._inputs.start()
 
     def deactivate(self) -> None:
-        """Nothing of its own to stop: the node owns the camera input."""
+        """Stop odometry and pose-prior input (the node owns the camera input)."""
+        self._inputs.stop()
 
     def handle(self, rgb: np.ndarray, stamp: Time) -> None:
         """Localise one frame and publish its matches."""
-        match_cfg = self.match_cfg
-        loc = self.localizer.localize(rgb, time_ns(stamp), match_cfg)
-        self._outputs.publish(loc, stamp, match_cfg)
+        localizer = self.localizer
+        match_cfg = self.match_cfg            # one set of settings for the whole frame
+        frame_ns = time_ns(stamp)
+        start = time.perf_counter()
+        full = localizer.embed([rgb])[0]
+        embed_s = time.perf_counter() - start
+        odometer_m = self._inputs.odometer_at(frame_ns, self.tracker.cfg.odom_max_age_s)
+        with self._lock:
+            tracked = self.tracker.track(full, frame_ns, odometer_m, embed_s)
+            if tracked.belief is not None:
+                self._belief = tracked.belief
+        estimate = tracked.estimate
+        reranker = self._geometric(match_cfg.geometric_check)
+        if reranker is not None:
+            estimate = reranker.rerank(rgb, estimate)
+        probability, xy_covariance = self._confidence(tracked.raw, estimate, match_cfg)
+        self._outputs.publish(tracked.raw, stamp, match_cfg, estimate=estimate,
+                              probability=probability, xy_covariance=xy_covariance)
 
     def reconfigure(self, settings: NodeSettings) -> None:
         """Check a new prefix now and re-index in the background; swap the match settings."""
@@ -93,6 +129,13 @@ class LocalizationMode:
             self._reindex.submit(dim)
         self.match_cfg = settings.match
         self.localizer.match_cfg = settings.match
+        with self._lock:
+            self.tracker.configure(settings.filter)
+            if settings.filter.mode == 'off':
+                self._belief = None
+        if (settings.search.prefix_dim, settings.match) != \
+                (self.settings.search.prefix_dim, self.settings.match):
+            self._calibration, self._calibration_state = self._load_calibration(settings)
         self.settings = settings
 
     def _set_prefix(self, dim: Any) -> None:
@@ -121,9 +164,67 @@ class LocalizationMode:
             'prefix_dim_requested': self.settings.search.prefix_dim}
         if self.prefix_error:
             values['prefix_error'] = self.prefix_error
+        values.update(self._filter_diagnostics())
         return values
 
+    def _filter_diagnostics(self) -> dict[str, object]:
+        """Filter mode, belief peak and entropy (the frame last filtered) and input counters."""
+        with self._lock:
+            belief = self._belief
+            values: dict[str, object] = {'filter_mode': self.tracker.cfg.mode,
+                                         **self.tracker.diagnostics()}
+        if belief is not None:
+            values['filter_belief_peak'] = round(belief.peak, 4)
+            values['filter_belief_entropy_nats'] = round(belief.entropy_nats, 3)
+            values['filter_belief_support'] = belief.support
+        values.update(self._inputs.diagnostics())
+        values['calibration'] = self._calibration_state
+        reranker = self._reranker
+        if reranker is not None:
+            values['geometric_ms_last'] = round(1e3 * reranker.last_s, 2)
+            values['geometric_map_images_unreadable'] = reranker.unreadable
+        if self._probability is not None:
+            values['place_probability'] = round(self._probability, 4)
+        return values
+
+    def _geometric(self, method: str) -> GeometricReranker | None:
+        """Return the re-ranker of ``match.geometric_check`` (None: off), built on first use."""
+        if method == 'off':
+            return None
+        if self._reranker is None or self._reranker.method != method:
+            self._reranker = GeometricReranker(self.localizer.mapdb.paths, method)
+        return self._reranker
+
+    def _load_calibration(self, settings: NodeSettings) -> tuple[Calibration | None, str]:
+        """Return the map's calibration for these settings, and its state for diagnostics."""
+        try:
+            calibration = load_calibration(self.localizer.mapdb, settings.search.prefix_dim,
+                                           settings.match.top_k, settings.match.radius_m)
+        except MapError as err:
+            self._node.get_logger().warning(f'map calibration not used: {err}')
+            return None, f'uncalibrated (refused: {err})'
+        if calibration is None:
+            return None, 'uncalibrated (map has none; see aesvc-vpr calibrate)'
+        return calibration, f'calibrated (held-out ECE {calibration.held_out.get("ece", 0):.3f})'
+
+    def _confidence(self, raw: Localization, published: Localization, match_cfg: MatchConfig
+                    ) -> tuple[float | None, np.ndarray | None]:
+        """Return the calibrated P(top-1 correct) and the covariance of the published place."""
+        calibration = self._calibration
+        if calibration is None or not raw.matches or not published.matches:
+            return None, None
+        positions = np.array([[m.easting, m.northing] for m in raw.matches])
+        scores = np.array([m.score for m in raw.matches])
+        probability = float(calibration.probability(
+            match_features(scores, positions, match_cfg.radius_m))[0])
+        self._probability = probability
+        spread = np.array([[m.easting, m.northing] for m in published.matches])
+        return probability, spread_covariance(np.array([m.score for m in published.matches]),
+                                              spread, probability, match_cfg.radius_m,
+                                              self.tracker.cfg.temperature)
+
     def release(self) -> None:
-        """Finish a re-index in progress and destroy the publishers."""
+        """Finish a re-index in progress, then destroy the publishers and subscriptions."""
         self._reindex.stop()
+        self._inputs.stop()
         self._outputs.destroy()

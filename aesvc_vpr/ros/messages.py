@@ -48,13 +48,20 @@ def match_pose(match: Match) -> Pose:
                 orientation=Quaternion(z=math.sin(yaw / 2), w=math.cos(yaw / 2)))
 
 
-def place_match_msg(loc: Localization, stamp: Time, frame_id: str,
-                    radius_m: float) -> PoseWithCovarianceStamped:
-    """Build the best match (``loc.matches[0]``) with its score-dependent covariance."""
+def place_match_msg(loc: Localization, stamp: Time, frame_id: str, radius_m: float,
+                    xy_covariance: np.ndarray | None = None) -> PoseWithCovarianceStamped:
+    """Build the best match (``loc.matches[0]``) with its score-dependent covariance.
+
+    ``xy_covariance`` (2, 2), from a calibrated map, replaces the x/y block (docs/node.md).
+    """
     best = loc.matches[0]
     msg = PoseWithCovarianceStamped(header=Header(stamp=stamp, frame_id=frame_id))
     msg.pose.pose = match_pose(best)
-    msg.pose.covariance = pose_covariance(best.score, radius_m, not math.isnan(best.yaw))
+    covariance = pose_covariance(best.score, radius_m, not math.isnan(best.yaw))
+    if xy_covariance is not None:
+        covariance[0], covariance[1] = float(xy_covariance[0, 0]), float(xy_covariance[0, 1])
+        covariance[6], covariance[7] = float(xy_covariance[1, 0]), float(xy_covariance[1, 1])
+    msg.pose.covariance = covariance
     return msg
 
 

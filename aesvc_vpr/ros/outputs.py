@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from builtin_interfaces.msg import Time
 from geometry_msgs.msg import PoseArray, PoseWithCovarianceStamped
+import numpy as np
 from rclpy.lifecycle import LifecycleNode
 from sensor_msgs.msg import PointCloud2
 from std_msgs.msg import Float32MultiArray
@@ -36,15 +37,28 @@ class Outputs:
         ]
         self._place_match, self._candidates, self._scores, self._markers, self._ranked = \
             self._publishers
+        self._probability = node.create_lifecycle_publisher(Float32MultiArray,
+                                                            '~/place_probability', DEPTH)
+        self._publishers.append(self._probability)
 
-    def publish(self, loc: Localization, stamp: Time, match_cfg: MatchConfig) -> None:
+    def publish(self, loc: Localization, stamp: Time, match_cfg: MatchConfig,
+                estimate: Localization | None = None, probability: float | None = None,
+                xy_covariance: np.ndarray | None = None) -> None:
         """Publish one query's results, all stamped with the query image's stamp.
 
-        ~/place_match only when the best score reaches ``match_cfg.min_score``.
+        ~/place_match only when the best score reaches ``match_cfg.min_score`` (and, on a
+        calibrated map, ``probability`` reaches ``match_cfg.min_probability``); it carries
+        ``estimate`` (the sequence filter's) when given, else ``loc``'s best match, with
+        ``xy_covariance`` when the map is calibrated. ``probability`` (calibrated maps only)
+        goes to ~/place_probability, in the same order as ~/candidate_scores.
         """
-        if loc.matches and loc.matches[0].score >= match_cfg.min_score:
-            self._place_match.publish(
-                messages.place_match_msg(loc, stamp, self._frame_id, match_cfg.radius_m))
+        best = estimate or loc
+        confident = probability is None or probability >= match_cfg.min_probability
+        if best.matches and best.matches[0].score >= match_cfg.min_score and confident:
+            self._place_match.publish(messages.place_match_msg(
+                best, stamp, self._frame_id, match_cfg.radius_m, xy_covariance))
+        if probability is not None:
+            self._probability.publish(Float32MultiArray(data=[float(probability)]))
         poses, scores = messages.candidates_msgs(loc, stamp, self._frame_id)
         self._candidates.publish(poses)
         self._scores.publish(scores)

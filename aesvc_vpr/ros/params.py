@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any, Mapping
 
 from aesvc_vpr.config import BackboneConfig, LoopClosureConfig, MatchConfig, RUNTIMES, SearchConfig
+from aesvc_vpr.config import FILTER_MODES, FilterConfig
 from aesvc_vpr.errors import ConfigError
 from aesvc_vpr.images.messages import DEFAULT_MAX_PIXELS
 
@@ -80,10 +81,12 @@ class NodeSettings:
     match: MatchConfig
     node: NodeConfig
     loop_closure: LoopClosureConfig
+    filter: FilterConfig = FilterConfig()   # noqa: A003 (the parameter group is named filter)
 
 
 _SECTIONS = {'backbone': BackboneConfig, 'search': SearchConfig, 'match': MatchConfig,
-             'node': NodeConfig, 'loop_closure': LoopClosureConfig}
+             'node': NodeConfig, 'loop_closure': LoopClosureConfig,
+             'filter': FilterConfig}
 
 
 @dataclass(frozen=True)
@@ -212,6 +215,41 @@ PARAMS = (
           limits=(1, 100)),
     Param('loop_closure.odom_max_age_s', 'older odometry than this counts as missing',
           limits=(0.001, 3600.0)),
+)
+# mode localization: the sequence filter and pose priors (docs/localization_filter.md)
+PARAMS += (
+    Param('filter.mode', ' | '.join(FILTER_MODES) + ': hmm publishes the filtered place on '
+          "~/place_match (~/candidates stays the frame's own ranking)"),
+    Param('filter.top_k', 'candidates per frame the filter weighs', limits=(1, 1000)),
+    Param('filter.speed_mps', 'speed prior in m/s, used while no odometry arrives on odom',
+          limits=(0.0, 1000.0)),
+    Param('filter.motion_sigma_m', 'spread of the distance travelled per frame, metres',
+          limits=(0.01, 10000.0)),
+    Param('filter.motion_noise', 'plus this fraction of the distance travelled',
+          limits=(0.0, 10.0)),
+    Param('filter.heading_weight', 'discount of moves against the direction of travel (0: off)',
+          limits=(0.0, 100.0)),
+    Param('filter.temperature', 'cosine difference that changes the likelihood e-fold',
+          limits=(0.0001, 10.0)),
+    Param('filter.floor', 'likelihood of places outside the top-k (top-1: 1)',
+          limits=(0.000001, 1.0)),
+    Param('filter.mixing', 'uniform belief mixed in per frame, for recovery',
+          limits=(0.000001, 0.999)),
+    Param('filter.max_support', 'places the belief tracks one by one', limits=(1, 1_000_000)),
+    Param('filter.prior_sigma_m', 'pose prior std dev in metres; 0 takes the message covariance',
+          limits=(0.0, 1e6)),
+    Param('filter.prior_radius_sigmas', 'search restricted to this many sigmas around a prior',
+          limits=(0.1, 100.0)),
+    Param('filter.contradiction_frames', 'frames a prior may be contradicted before the search '
+          'is global again', limits=(1, 10000)),
+    Param('filter.odom_max_age_s', 'odometry farther than this from a frame is not used',
+          limits=(0.001, 3600.0)),
+    Param('match.geometric_check', "off | orb | sift: re-rank ~/place_match's candidates by "
+          'essential-matrix inliers with the map images (read from the paths the map stores)'),
+    Param('match.min_probability', 'calibrated maps: ~/place_match only at or above this '
+          'calibrated probability (uncalibrated maps ignore it)', limits=(0.0, 1.0)),
+    Param('filter.navsat', "weigh in sensor_msgs/NavSatFix on 'fix', projected to the map's UTM "
+          'zone', read_only=True),
 )
 PARAMS_BY_NAME = {p.name: p for p in PARAMS}
 
