@@ -20,7 +20,8 @@ from typing import Any, Iterator, TYPE_CHECKING
 import numpy as np
 
 from aesvc_vpr.common.crashpoints import crash_point
-from aesvc_vpr.common.fileio import atomic_write, fsync_dir, sha256_bytes, sha256_file
+from aesvc_vpr.common.fileio import (atomic_write, fsync_dir, sample_sha256_file, sha256_bytes,
+                                     sha256_file)
 from aesvc_vpr.common.locks import DirectoryLocked, writer_lock
 from aesvc_vpr.errors import MapError
 from aesvc_vpr.retrieval.map_schema import KEYFRAMES, LOCALIZATION, MAP_JSON, validate
@@ -33,6 +34,7 @@ log = logging.getLogger(__name__)
 # files a map writer owns: current and older generations, version 1 names, unfinished temps
 _OWNED = re.compile(r'\.?(?:(?:raw|embeddings|utm|yaw|stamps_ns|ids)(?:-[0-9a-f]{12})?\.npy'
                     r'|paths(?:-[0-9a-f]{12})?\.json|head(?:-[0-9a-f]{12})?\.safetensors'
+                    r'|index-[0-9a-f]{12}\.faiss'
                     r'|map\.json|\.head\.training\.safetensors)'
                     r'(?:\.\d+\.tmp)?')
 
@@ -75,10 +77,42 @@ def put_file(root: Path, role: str, suffix: str, data: bytes,
         with atomic_write(path) as f:
             f.write(data)
     crash_point(f'map.file.{role}')
-    entry: dict[str, Any] = {'name': path.name, 'sha256': digest}
+    entry = file_entry(path, digest)
     if array is not None:
         entry.update(dtype=array.dtype.str, shape=list(array.shape))
     return entry
+
+
+def put_file_from(root: Path, role: str, suffix: str, tmp: Path) -> dict[str, Any]:
+    """Rename a complete temporary file in ``root`` to its content name; its entry."""
+    digest = sha256_file(tmp)
+    path = root / f'{role}-{digest[:12]}{suffix}'
+    os.replace(tmp, path)
+    fsync_dir(root)
+    crash_point(f'map.file.{role}')
+    return file_entry(path, digest)
+
+
+def file_entry(path: Path, digest: str) -> dict[str, Any]:
+    """Return the map.json entry of a file: name, sha256, size and the quick sample digest."""
+    return {'name': path.name, 'sha256': digest, 'bytes': path.stat().st_size,
+            'sample_sha256': sample_sha256_file(path)}
+
+
+def commit(root: Path, meta: dict[str, Any]) -> dict[str, Any]:
+    """Validate ``meta``, replace map.json with it atomically, then remove unnamed files.
+
+    Call under ``map_writer_lock`` after every file ``meta`` names is in place.
+
+    Returns:
+        The validated metadata as written.
+    """
+    meta = validate(json.loads(json.dumps(meta)), root)
+    with atomic_write(root / MAP_JSON, 'w', step='map.json.tmp') as f:
+        json.dump(meta, f, indent=1)
+    crash_point('map.json')
+    remove_stale(root, meta['files'])
+    return meta
 
 
 def own_head(root: Path, projector: Projector | None) -> dict[str, Any] | None:
@@ -88,7 +122,7 @@ def own_head(root: Path, projector: Projector | None) -> dict[str, Any] | None:
         return None
     if sha256_file(path) != projector.fingerprint:
         raise MapError(f'{path}: head file changed since it was loaded')
-    return {'name': path.name, 'sha256': projector.fingerprint}
+    return file_entry(path, projector.fingerprint)
 
 
 def remove_stale(root: Path, files: dict[str, Any]) -> None:
