@@ -100,6 +100,11 @@ class Localizer:
         """The prefix size currently searched."""
         return self._index.prefix_dim
 
+    @property
+    def index_type(self) -> str:
+        """What searches the map: 'flat', 'ivf', 'hnsw' or 'funnel(<first stage>@<prefix>)'."""
+        return self._index.index_type
+
     def set_prefix_dim(self, dim: int) -> None:
         """Search a different prefix size from now on (re-indexes the stored embeddings).
 

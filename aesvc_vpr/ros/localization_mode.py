@@ -64,9 +64,9 @@ class LocalizationMode:
         self._outputs.publish(loc, stamp, match_cfg)
 
     def reconfigure(self, settings: NodeSettings) -> None:
-        """Switch the searched prefix (re-indexes) and the match settings."""
-        if settings.search.prefix_dim != self.localizer.prefix_dim:
-            self.localizer.set_prefix_dim(settings.search.prefix_dim)
+        """Switch the searched prefix or funnel (re-indexes) and the match settings."""
+        if settings.search != self.localizer.search_cfg:
+            self.localizer.set_search(settings.search)
         self.localizer.match_cfg = settings.match
         self.settings = settings
 
@@ -81,6 +81,7 @@ class LocalizationMode:
         """Map size, prefix, backbone, device and runtime."""
         loc = self.localizer
         return {'map_size': loc.mapdb.count, 'prefix_dim': loc.prefix_dim,
+                'index': loc.index_type,
                 'backbone': loc.backbone.name, 'device': loc.backbone.device,
                 'runtime': self.settings.backbone.runtime}
 
