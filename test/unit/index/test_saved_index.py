@@ -23,8 +23,8 @@ def database():
 
 
 def test_factory_strings():
-    assert factory_string('ivfpq', 10_000_000, 128) == ('IVF16384_HNSW32,PQ32', 16384)
-    assert factory_string('opqpq', 1_000_000, 128) == ('OPQ32,IVF4096_HNSW32,PQ32', 4096)
+    assert factory_string('ivfpq', 10_000_000, 128) == ('IVF8192_HNSW32,PQ32', 8192)
+    assert factory_string('opqpq', 1_000_000, 128) == ('OPQ32,IVF2048_HNSW32,PQ32', 2048)
     assert factory_string('ivfsq8', 4000, 32) == ('IVF64,SQ8', 64)
     with pytest.raises(SearchError, match='recipe must be one of'):
         factory_string('lsh', 100, 8)
