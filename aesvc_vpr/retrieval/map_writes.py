@@ -9,7 +9,6 @@ is a crash point (``aesvc_vpr.common.crashpoints``) for the kill tests.
 from __future__ import annotations
 
 import contextlib
-import io
 import json
 import logging
 import os
@@ -61,13 +60,6 @@ def map_writer_lock(root: str | os.PathLike) -> Iterator[None]:
                        'folder') from err
 
 
-def npy_bytes(array: np.ndarray) -> bytes:
-    """Return the .npy bytes of an array (``np.save``: same array, same bytes)."""
-    buffer = io.BytesIO()
-    np.save(buffer, np.ascontiguousarray(array), allow_pickle=False)
-    return buffer.getvalue()
-
-
 def put_file(root: Path, role: str, suffix: str, data: bytes,
              array: np.ndarray | None = None) -> dict[str, Any]:
     """Write one file under its content name (kept when it is already there); its entry."""
@@ -80,6 +72,30 @@ def put_file(root: Path, role: str, suffix: str, data: bytes,
     entry = file_entry(path, digest)
     if array is not None:
         entry.update(dtype=array.dtype.str, shape=list(array.shape))
+    return entry
+
+
+def put_array(root: Path, role: str, array: np.ndarray) -> dict[str, Any]:
+    """Write an array as .npy under its content name, streamed to a temporary file first.
+
+    ``np.save``: the same array gives the same bytes; no second copy of a large array is held.
+    """
+    tmp = root / f'.{role}.npy.{os.getpid()}.tmp'
+    try:
+        with open(tmp, 'wb') as f:
+            np.save(f, np.ascontiguousarray(array), allow_pickle=False)
+            f.flush()
+            os.fsync(f.fileno())
+        digest = sha256_file(tmp)
+        path = root / f'{role}-{digest[:12]}.npy'
+        if not (path.is_file() and sha256_file(path) == digest):
+            os.replace(tmp, path)
+            fsync_dir(root)
+    finally:
+        tmp.unlink(missing_ok=True)
+    crash_point(f'map.file.{role}')
+    entry = file_entry(path, digest)
+    entry.update(dtype=array.dtype.str, shape=list(array.shape))
     return entry
 
 

@@ -34,7 +34,7 @@ from aesvc_vpr.errors import MapError
 from aesvc_vpr.retrieval.map_schema import (ARRAY_ROLES, check_extra, file_path, KEYFRAMES,
                                             LOCALIZATION, MAP_JSON, rebuild_hint, reindex_hint,
                                             SCHEMA_VERSION, validate)
-from aesvc_vpr.retrieval.map_writes import (commit, map_writer_lock, npy_bytes, own_head,
+from aesvc_vpr.retrieval.map_writes import (commit, map_writer_lock, own_head, put_array,
                                             put_file, refuse_other_kind, remove_stale)
 
 if TYPE_CHECKING:
@@ -140,10 +140,10 @@ class MapDatabase:
         if raw.ndim != 2 or n == 0:
             raise MapError(f'{root}: raw embeddings must be a non-empty (N, D) array, '
                            f'got {raw.shape}')
-        if not np.isfinite(raw).all() or np.abs(raw).max() > np.finfo(np.float16).max:
+        if not _fits_float16(raw):
             raise MapError(f'{root}: raw embeddings overflow float16 or are not finite')
         check_extra(extra or {}, root)
-        raw16 = raw.astype(np.float16)
+        raw16 = raw.astype(np.float16, copy=False)
         arrays = {
             'raw': raw16,
             'utm': np.asarray(utm, np.float64),
@@ -169,8 +169,7 @@ class MapDatabase:
         with map_writer_lock(root):
             refuse_other_kind(root, kind)
             try:
-                files = {role: put_file(root, role, '.npy', npy_bytes(array), array)
-                         for role, array in arrays.items()}
+                files = {role: put_array(root, role, array) for role, array in arrays.items()}
                 files['paths'] = put_file(root, 'paths', '.json', json.dumps(paths).encode())
                 head_entry = own_head(root, projector)
                 if head_entry:
@@ -303,6 +302,15 @@ def _read_meta(root: Path) -> dict[str, Any]:
     except (OSError, ValueError) as err:
         raise MapError(f'{path}: unreadable ({err}); {rebuild_hint(root)}') from err
     return validate(meta, root)
+
+
+def _fits_float16(raw: np.ndarray, block: int = 1 << 20) -> bool:
+    """All values finite and within float16's range, checked a block of rows at a time."""
+    for start in range(0, len(raw), block):
+        rows = raw[start:start + block]
+        if not np.isfinite(rows).all() or np.abs(rows).max() > np.finfo(np.float16).max:
+            return False
+    return True
 
 
 def check_file(path: Path, entry: dict[str, Any], full: bool, hint: str) -> None:
