@@ -160,8 +160,8 @@ def ordered_queries(cfg: OrderedConfig, count: int, queries: int,
     for block in np.unique(blocks):
         picked = blocks == block
         codes = _ordered_codes(cfg, int(block))[chosen[picked] % cfg.block_places]
-        views[picked] = _views(cfg, codes, np.random.default_rng([cfg.seed, int(block), 2,
-                                                                   seed]))
+        rng = np.random.default_rng([cfg.seed, int(block), 2, seed])
+        views[picked] = _views(cfg, codes, rng)
     return views, chosen.astype(np.int64)
 
 

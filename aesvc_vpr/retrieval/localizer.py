@@ -156,8 +156,11 @@ class Localizer:
         return Localization(result.stamp_ns, result.matches, embed_s, result.search_s)
 
     def _build_index(self, cfg: SearchConfig) -> PrefixIndex | FunnelIndex:
-        """The first stage at the shortlist prefix (funnel) or the searched one, re-ranked
-        exactly from the stored embeddings when it is a funnel or the map's saved index."""
+        """Index the map for ``cfg``: a first stage, re-ranked when it is a funnel or saved.
+
+        The first stage searches the shortlist prefix (funnel) or the searched one; a funnel or
+        the map's saved index is re-ranked exactly from the stored embeddings.
+        """
         self.encoder.check_prefix(cfg.prefix_dim)
         funnel = 0 < cfg.shortlist_dim < cfg.prefix_dim
         first_dim = cfg.shortlist_dim if funnel else cfg.prefix_dim

@@ -72,7 +72,7 @@ class MapDatabase:
 
     @property
     def embeddings(self) -> np.ndarray:
-        """(N, E) float32 full-size embeddings (a head-less map's raw rows, converted once)."""
+        """Full-size embeddings, (N, E) float32 (a head-less map's raw rows, converted once)."""
         if self._embeddings is None:
             self._embeddings = self.raw.astype(np.float32)
         return self._embeddings

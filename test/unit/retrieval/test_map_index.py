@@ -1,5 +1,7 @@
-"""A map's saved index: committed into map.json, memory-mapped, refused when it does not fit;
-arrays memory-mapped with a quick check at load and a full one in verify-map; funnel search."""
+"""A map's saved index, memory-mapped arrays, the quick and full checks, funnel search.
+
+The saved index is committed into map.json, memory-mapped, and refused when it does not fit.
+"""
 
 from __future__ import annotations
 
@@ -16,7 +18,7 @@ from aesvc_vpr.errors import MapError
 from aesvc_vpr.index.funnel import FunnelIndex
 from aesvc_vpr.retrieval.encoder import Encoder
 from aesvc_vpr.retrieval.localizer import Localizer
-from aesvc_vpr.retrieval.map_index import index_map, load_saved_index
+from aesvc_vpr.retrieval.map_index import load_saved_index
 from aesvc_vpr.retrieval.mapdb import MapDatabase
 
 ROWS = 4000
