@@ -6,8 +6,8 @@ IndexFlatIP; ``ivf`` and ``hnsw`` are approximate, and their recall against exac
 measured when they are built, with held-out queries (sampled rows moved by noise, never rows
 themselves: a row finds itself, which made the figure optimistic). A flat index can also grow a
 row at a time and be searched over its first rows only: the loop-closure keyframe store
-appends keyframes in time order, and only those older than a window may match. Single queries run FAISS on one thread (measured ~2x faster
-than two on a 2-core CPU); batches of ``TORCH_BATCH_MIN`` or more exact queries use one torch
+appends keyframes in time order, and only those older than a window may match. Single
+queries run FAISS on one thread (measured ~2x faster than two on a 2-core CPU); batches of ``TORCH_BATCH_MIN`` or more exact queries use one torch
 matmul + topk over the same memory, which measured 2-4x faster than FAISS flat for batches
 (benchmarks/bench_search.py).
 """
