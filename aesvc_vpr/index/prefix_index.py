@@ -1,14 +1,14 @@
 """Inner-product search over L2-normalised embedding prefixes: the one index every layer uses.
 
-Any prefix size is indexed from the stored full-size embeddings (no re-embedding); the index
-holds only the prefix, so its memory scales with the prefix size. ``flat`` is exact FAISS
-IndexFlatIP; ``ivf`` and ``hnsw`` are approximate, and their recall against exact search is
-measured when they are built, with held-out queries (sampled rows moved by noise, never rows
-themselves: a row finds itself, which made the figure optimistic). A flat index can also grow a
-row at a time and be searched over its first rows only: the loop-closure keyframe store
-appends keyframes in time order, and only those older than a window may match. Single
-queries run FAISS on one thread (measured ~2x faster than two on a 2-core CPU); batches of ``TORCH_BATCH_MIN`` or more exact queries use one torch
-matmul + topk over the same memory, which measured 2-4x faster than FAISS flat for batches
+Any prefix size is indexed from the stored full-size embeddings (no re-embedding); the index holds
+only the prefix, so its memory scales with the prefix size. ``flat`` is exact FAISS IndexFlatIP;
+``ivf`` and ``hnsw`` are approximate, and their recall against exact search is measured when they
+are built, with held-out queries (sampled rows moved by noise, never rows themselves: a row finds
+itself, which made the figure optimistic). A flat index can also grow a row at a time and be
+searched over its first rows only: the loop-closure keyframe store appends keyframes in time order,
+and only those older than a window may match. Single queries run FAISS on one thread (measured ~2x
+faster than two on a 2-core CPU); batches of ``TORCH_BATCH_MIN`` or more exact queries use one
+torch matmul + topk over the same memory, which measured 2-4x faster than FAISS flat for batches
 (benchmarks/bench_search.py).
 """
 
