@@ -7,7 +7,8 @@ brute force. Then, per index recipe, it builds and commits the saved index (``in
 times a node start (``MapDatabase.load`` with its quick check + ``load_saved_index``), and for
 each nprobe and shortlist_k prints one JSON line: single-query latency p50/p95 (one thread),
 Recall@1 and Recall@10 against exact search, the index's bytes per entry (its file, mapped, and
-the anonymous memory the load added), build and load seconds. The baseline in the same run is
+the anonymous and mapped memory a node start in a fresh process adds after 200 searches), build
+and load seconds. The baseline in the same run is
 the exact flat index at the same prefix (single queries). With ``--funnel``, at the first size it
 also measures a flat shortlist at ``--shortlist-dim`` re-ranked at ``--funnel-dim`` against the
 exact ``--funnel-dim`` search: top-1 agreement and the latency ratio.
@@ -25,6 +26,8 @@ import json
 import os
 from pathlib import Path
 import shutil
+import subprocess
+import sys
 import time
 
 import numpy as np
@@ -58,6 +61,39 @@ def memory_kib() -> dict[str, int]:
         if key in ('RssAnon', 'RssFile'):
             fields[key] = int(value.split()[0])
     return fields
+
+
+FOOTPRINT = '''
+import json, sys, time
+import numpy as np
+from bench_scale import memory_kib
+from aesvc_vpr.index.funnel import FunnelIndex
+from aesvc_vpr.retrieval.map_index import load_saved_index
+from aesvc_vpr.retrieval.mapdb import MapDatabase
+root, prefix, nprobe, k = sys.argv[1], *map(int, sys.argv[2:5])
+before = memory_kib()
+start = time.perf_counter()
+mapdb = MapDatabase.load(root)
+index = load_saved_index(mapdb, prefix)
+load_s = time.perf_counter() - start
+index.set_nprobe(nprobe)
+funnel = FunnelIndex(index, mapdb.store, prefix, k)
+queries = np.random.default_rng(0).standard_normal((200, mapdb.store.shape[1]))
+for q in queries:
+    funnel.search(q[None].astype(np.float32), 10)
+after = memory_kib()
+print(json.dumps({'load_s': load_s, 'anon_kib': after['RssAnon'] - before['RssAnon'],
+                  'file_kib': after['RssFile'] - before['RssFile']}))
+'''
+
+
+def footprint(root: Path, prefix: int, nprobe: int, shortlist_k: int) -> dict:
+    """Node start in a fresh process: load seconds, anonymous and mapped memory it added."""
+    out = subprocess.run([sys.executable, '-c', FOOTPRINT, str(root), str(prefix), str(nprobe),
+                          str(shortlist_k)], capture_output=True, text=True, check=True,
+                         cwd=Path(__file__).parent,
+                         env={**os.environ, 'PYTHONPATH': os.pathsep.join(sys.path)})
+    return json.loads(out.stdout.strip().splitlines()[-1])
 
 
 def write_map(root: Path, cfg: OrderedConfig, count: int) -> float:
@@ -146,10 +182,15 @@ def bench_size(args: argparse.Namespace, count: int, info: dict) -> None:
                 funnel = FunnelIndex(saved, mapdb.store, args.prefix, shortlist_k)
                 times, found = single_queries(funnel, queries, 10)
                 after = memory_kib()
+                fresh = footprint(root, args.prefix, nprobe, shortlist_k)
                 row = {**base, 'index': recipe, 'nprobe': nprobe, 'shortlist_k': shortlist_k,
                        **stats_ms(times), **recalls(found, exact),
                        'index_file_bytes_per_entry': round(entry['bytes'] / count, 2),
-                       'anon_kib_added': after['RssAnon'] - before['RssAnon'],
+                       'anon_kib_added_in_bench': after['RssAnon'] - before['RssAnon'],
+                       'fresh_load_s': round(fresh['load_s'], 3),
+                       'fresh_anon_bytes_per_entry': round(fresh['anon_kib'] * 1024 / count, 1),
+                       'fresh_mapped_bytes_per_entry': round(
+                           fresh['file_kib'] * 1024 / count, 1),
                        'build_s': entry['build_s'], 'load_s': round(load_s, 3)}
                 if flat_p50:
                     row['flat_p50_over_p50'] = round(flat_p50 / row['p50_ms'], 2)
