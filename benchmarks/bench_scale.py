@@ -63,7 +63,7 @@ def memory_kib() -> dict[str, int]:
     return fields
 
 
-FOOTPRINT = '''
+FOOTPRINT = """
 import json, sys, time
 import numpy as np
 from bench_scale import memory_kib
@@ -84,7 +84,7 @@ for q in queries:
 after = memory_kib()
 print(json.dumps({'load_s': load_s, 'anon_kib': after['RssAnon'] - before['RssAnon'],
                   'file_kib': after['RssFile'] - before['RssFile']}))
-'''
+"""
 
 
 def footprint(root: Path, prefix: int, nprobe: int, shortlist_k: int) -> dict:
