@@ -220,18 +220,24 @@ class SearchConfig:
     """How the map is searched."""
 
     prefix_dim: int = 64           # leading embedding dimensions used for search
-    index_type: str = 'flat'       # flat (exact) | ivf | hnsw
+    index_type: str = 'flat'       # flat (exact) | ivf | hnsw | saved (the map's index file)
     threads: int = 0               # FAISS threads; 0: 1 for single queries, all cores for batches
+    shortlist_dim: int = 0         # funnel: shortlist at this prefix, re-rank at prefix_dim; 0 off
+    shortlist_k: int = 100         # candidates re-ranked exactly (funnel and saved index)
 
     def __post_init__(self) -> None:
         """Validate, so that dataclasses.replace re-checks every change."""
         if self.prefix_dim < 1:
             raise ConfigError(f'search.prefix_dim must be >= 1, got {self.prefix_dim}')
-        if self.index_type not in ('flat', 'ivf', 'hnsw'):
-            raise ConfigError('search.index_type must be flat, ivf or hnsw, '
+        if self.index_type not in ('flat', 'ivf', 'hnsw', 'saved'):
+            raise ConfigError('search.index_type must be flat, ivf, hnsw or saved, '
                               f'got {self.index_type!r}')
         if self.threads < 0:
             raise ConfigError(f'search.threads must be >= 0, got {self.threads}')
+        if self.shortlist_dim < 0:
+            raise ConfigError(f'search.shortlist_dim must be >= 0, got {self.shortlist_dim}')
+        if self.shortlist_k < 1:
+            raise ConfigError(f'search.shortlist_k must be >= 1, got {self.shortlist_k}')
 
 
 @dataclass(frozen=True)

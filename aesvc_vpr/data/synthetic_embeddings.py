@@ -20,8 +20,10 @@ Database and queries are drawn the same way, so the database never sees a query'
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Iterator
 
 import numpy as np
+from scipy.signal import lfilter
 
 from aesvc_vpr.errors import DatasetError
 
@@ -102,3 +104,81 @@ def _route(rng: np.random.Generator, cfg: SyntheticConfig) -> np.ndarray:
     heading = np.cumsum(rng.normal(0.0, 0.25, cfg.places))
     steps = cfg.spacing_m * np.stack([np.cos(heading), np.sin(heading)], axis=1)
     return np.asarray(ORIGIN_UTM) + np.cumsum(steps, axis=0) - steps[0]
+
+
+@dataclass(frozen=True)
+class OrderedConfig:
+    """Ordered embeddings of many places, as a trained (SS)2D head outputs them.
+
+    Coordinate j of a place code has std (j + 1)^(-decay / 2), so leading prefixes hold most of
+    the place identity; consecutive places along a route are correlated (``route_corr``), so
+    near places look alike, as streets do. A view is its place code plus jitter of ``view_std``
+    times each coordinate's std plus isotropic ``noise_std``; database rows and query views of a
+    place use different random streams. Generated in blocks of ``block_places`` places from
+    seeds (seed, block), so 10M rows never need to be in memory at once.
+    """
+
+    dim: int = 256
+    db_per_place: int = 5
+    decay: float = 1.0
+    route_corr: float = 0.6
+    view_std: float = 0.45
+    noise_std: float = 0.02
+    block_places: int = 20_000
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if min(self.dim, self.db_per_place, self.block_places) < 1:
+            raise DatasetError('synthetic: dim, db_per_place and block_places must be >= 1')
+        if not 0.0 <= self.route_corr < 1.0:
+            raise DatasetError(f'synthetic: route_corr must be in [0, 1), got {self.route_corr}')
+
+
+def ordered_database_blocks(cfg: OrderedConfig, count: int) -> Iterator[np.ndarray]:
+    """Yield the first ``count`` database rows, place by place, in (rows, dim) float32 blocks."""
+    per_block = cfg.block_places * cfg.db_per_place
+    for block in range((count + per_block - 1) // per_block):
+        codes = _ordered_codes(cfg, block)
+        rows = np.repeat(codes, cfg.db_per_place, axis=0)[:count - block * per_block]
+        yield _views(cfg, rows, np.random.default_rng([cfg.seed, block, 1]))
+
+
+def ordered_queries(cfg: OrderedConfig, count: int, queries: int,
+                    seed: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    """Held-out query views of random places among the first ``count`` database rows.
+
+    Returns:
+        (queries, dim) float32 views, never database rows; (queries,) int64 place ids.
+    """
+    places = count // cfg.db_per_place
+    if places < 1:
+        raise DatasetError(f'synthetic: {count} rows hold no whole place')
+    rng = np.random.default_rng([cfg.seed, seed])
+    chosen = np.sort(rng.choice(places, min(queries, places), replace=False))
+    views = np.empty((len(chosen), cfg.dim), np.float32)
+    blocks = chosen // cfg.block_places
+    for block in np.unique(blocks):
+        picked = blocks == block
+        codes = _ordered_codes(cfg, int(block))[chosen[picked] % cfg.block_places]
+        rng = np.random.default_rng([cfg.seed, int(block), 2, seed])
+        views[picked] = _views(cfg, codes, rng)
+    return views, chosen.astype(np.int64)
+
+
+def _ordered_codes(cfg: OrderedConfig, block: int) -> np.ndarray:
+    """(block_places, dim) place codes of one block, correlated along the route."""
+    rng = np.random.default_rng([cfg.seed, block, 0])
+    z = rng.standard_normal((cfg.block_places, cfg.dim))
+    # AR(1) along the route: code_i = corr * code_(i-1) + sqrt(1 - corr^2) * z_i, unit variance
+    codes = lfilter([np.sqrt(1.0 - cfg.route_corr ** 2)], [1.0, -cfg.route_corr], z, axis=0)
+    return codes * _ordered_scale(cfg)
+
+
+def _ordered_scale(cfg: OrderedConfig) -> np.ndarray:
+    return np.arange(1, cfg.dim + 1) ** (-cfg.decay / 2)
+
+
+def _views(cfg: OrderedConfig, codes: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    jitter = rng.standard_normal(codes.shape) * (cfg.view_std * _ordered_scale(cfg))
+    noise = rng.standard_normal(codes.shape) * cfg.noise_std
+    return (codes + jitter + noise).astype(np.float32)

@@ -14,11 +14,13 @@ import numpy as np
 
 from aesvc_vpr.backbone.protocol import Backbone
 from aesvc_vpr.config import BackboneConfig, MatchConfig, SearchConfig
-from aesvc_vpr.errors import MapError
+from aesvc_vpr.errors import MapError, SearchError
 from aesvc_vpr.head.projector import Projector
+from aesvc_vpr.index.funnel import FunnelIndex
 from aesvc_vpr.index.prefix import l2_prefix
 from aesvc_vpr.index.prefix_index import PrefixIndex
 from aesvc_vpr.retrieval.encoder import Encoder
+from aesvc_vpr.retrieval.map_index import load_saved_index, saved_index_for
 from aesvc_vpr.retrieval.mapdb import MapDatabase
 
 log = logging.getLogger(__name__)
@@ -67,7 +69,7 @@ class Localizer:
         self.mapdb = mapdb
         self.search_cfg = search_cfg
         self.match_cfg = match_cfg
-        self._index = self._build_index(search_cfg.prefix_dim)
+        self._index = self._build_index(search_cfg)
 
     @classmethod
     def from_config(cls, backbone_cfg: BackboneConfig, head_path: str, map_path: str,
@@ -99,17 +101,44 @@ class Localizer:
         """The prefix size currently searched."""
         return self._index.prefix_dim
 
+    @property
+    def index_type(self) -> str:
+        """What searches the map: 'flat', 'ivf', 'hnsw' or 'funnel(<first stage>@<prefix>)'."""
+        return self._index.index_type
+
     def set_prefix_dim(self, dim: int) -> None:
         """Search a different prefix size from now on (re-indexes the stored embeddings).
 
         Raises:
             MapError: dim outside 1..embedding size (the head's policy applies with a head).
         """
-        index = self._build_index(dim)
+        self.set_search(replace(self.search_cfg, prefix_dim=dim))
+
+    def check_search(self, search_cfg: SearchConfig) -> None:
+        """Refuse what ``set_search`` would refuse, cheaply: no index is built or read.
+
+        Raises:
+            MapError / HeadError: a prefix or shortlist prefix out of range, or no saved index
+                for the first-stage prefix.
+        """
+        self.encoder.check_prefix(search_cfg.prefix_dim)
+        funnel = 0 < search_cfg.shortlist_dim < search_cfg.prefix_dim
+        first_dim = search_cfg.shortlist_dim if funnel else search_cfg.prefix_dim
+        self.encoder.check_prefix(first_dim)
+        if search_cfg.index_type == 'saved':
+            saved_index_for(self.mapdb, first_dim)
+
+    def set_search(self, search_cfg: SearchConfig) -> None:
+        """Search with other settings from now on (prefix, funnel shortlist).
+
+        Raises:
+            MapError: a prefix outside the map's (or head's) range, or no saved index for it.
+        """
+        index = self._build_index(search_cfg)
         self._index = index      # one assignment: a concurrent search sees the old or new index
-        self.search_cfg = replace(self.search_cfg, prefix_dim=dim)
-        log.info('searching prefix %d (%d entries, index %.1f MiB)', dim, index.count,
-                 index.nbytes / 2**20)
+        self.search_cfg = search_cfg
+        log.info('searching prefix %d with %s (%d entries, index %.1f MiB)',
+                 search_cfg.prefix_dim, index.index_type, index.count, index.nbytes / 2**20)
 
     def embed(self, images: Sequence[np.ndarray]) -> np.ndarray:
         """Full-size embeddings of RGB images: (N, E) float32, E the head's output size."""
@@ -160,9 +189,29 @@ class Localizer:
         """
         dim = self.prefix_dim
         query = l2_prefix(full_embedding[None, :], dim)[0]
-        return l2_prefix(self.mapdb.embeddings[np.asarray(rows, np.int64)], dim) @ query
+        # only the chosen rows leave the (memory-mapped) store, converted as they are read
+        rows_f32 = np.asarray(self.mapdb.store[np.asarray(rows, np.int64)], np.float32)
+        return l2_prefix(rows_f32, dim) @ query
 
-    def _build_index(self, dim: int) -> PrefixIndex:
-        self.encoder.check_prefix(dim)
-        return PrefixIndex(self.mapdb.embeddings, dim, self.search_cfg.index_type,
-                           self.search_cfg.threads)
+    def _build_index(self, cfg: SearchConfig) -> PrefixIndex | FunnelIndex:
+        """Index the map for ``cfg``: a first stage, re-ranked when it is a funnel or saved.
+
+        The first stage searches the shortlist prefix (funnel) or the searched one; a funnel or
+        the map's saved index is re-ranked exactly from the stored embeddings.
+        """
+        self.encoder.check_prefix(cfg.prefix_dim)
+        funnel = 0 < cfg.shortlist_dim < cfg.prefix_dim
+        first_dim = cfg.shortlist_dim if funnel else cfg.prefix_dim
+        if funnel:
+            self.encoder.check_prefix(first_dim)
+        store = self.mapdb.store
+        if cfg.index_type == 'saved':
+            first = load_saved_index(self.mapdb, first_dim)
+        else:
+            first = PrefixIndex(store, first_dim, cfg.index_type, cfg.threads)
+            if not funnel:
+                return first
+        try:
+            return FunnelIndex(first, store, cfg.prefix_dim, cfg.shortlist_k)
+        except SearchError as err:
+            raise MapError(f'{self.mapdb.root}: {err}') from err

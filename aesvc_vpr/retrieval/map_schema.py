@@ -22,7 +22,8 @@ LOCALIZATION = 'localization'
 KEYFRAMES = 'keyframes'
 KINDS = (LOCALIZATION, KEYFRAMES)
 ARRAY_ROLES = ('raw', 'embeddings', 'utm', 'yaw', 'stamps_ns', 'ids')
-ROLES = (*ARRAY_ROLES, 'paths', 'head', 'calibration')   # calibration: retrieval.calibration
+# calibration: retrieval.calibration; index: retrieval.map_index
+ROLES = (*ARRAY_ROLES, 'paths', 'head', 'calibration', 'index')
 REQUIRED_ROLES = ('raw', 'utm', 'yaw', 'stamps_ns', 'ids', 'paths')
 # written by MapDatabase.write itself; ``extra`` may not set them
 SCHEMA_FIELDS = ('schema_version', 'kind', 'backbone', 'head', 'count', 'raw_dim',
@@ -32,12 +33,21 @@ EXTRA_FIELDS: dict[str, type | tuple[type, ...]] = {
     'build': dict, 'source': str, 'head_training': dict, 'odom_frame': str, 'head_file': str,
 }
 REBUILD = 'rebuild it with `aesvc-vpr build-map DATASET {root}` and the backbone/head you use'
+REINDEX = ('rebuild the saved index with `aesvc-vpr index-map {root} --prefix {prefix} '
+           '--recipe {recipe}`')
+# what an 'index' entry records beside name and digests (see retrieval/map_index.py)
+INDEX_FIELDS = ('prefix_dim', 'recipe', 'nprobe', 'count', 'source_sha256')
 _SHA256 = re.compile(r'[0-9a-f]{64}')
 
 
 def rebuild_hint(root: Path) -> str:
     """Say how to rebuild the map at ``root``."""
     return REBUILD.format(root=root)
+
+
+def reindex_hint(root: Path, prefix: int | str = 'P', recipe: str = 'ivfpq') -> str:
+    """Say how to rebuild the saved index of the map at ``root``."""
+    return REINDEX.format(root=root, prefix=prefix, recipe=recipe)
 
 
 def validate(meta: Any, root: Path) -> dict[str, Any]:
@@ -167,11 +177,32 @@ def _check_entry(role: str, entry: Any, root: Path, fail: Any) -> None:
     file_path(root, name)
     if not isinstance(entry.get('sha256'), str) or not _SHA256.fullmatch(entry['sha256']):
         fail(f'files.{role}.sha256 must be a sha256 hex digest')
+    if 'bytes' in entry and not (_is_int(entry['bytes']) and entry['bytes'] >= 0):
+        fail(f'files.{role}.bytes must be an integer >= 0')
+    if 'sample_sha256' in entry and not (isinstance(entry['sample_sha256'], str)
+                                         and _SHA256.fullmatch(entry['sample_sha256'])):
+        fail(f'files.{role}.sample_sha256 must be a sha256 hex digest')
+    if role == 'index':
+        _check_index_entry(entry, fail)
     if role in ARRAY_ROLES:
         shape = entry.get('shape')
         if not isinstance(entry.get('dtype'), str) or not isinstance(shape, list) \
                 or not all(_is_int(v) and v >= 0 for v in shape):
             fail(f'files.{role} needs a dtype string and a shape list of integers')
+
+
+def _check_index_entry(entry: dict[str, Any], fail: Any) -> None:
+    missing = [k for k in INDEX_FIELDS if k not in entry]
+    if missing:
+        fail(f'files.index lacks {missing}')
+    for key in ('prefix_dim', 'nprobe', 'count'):
+        if not _is_int(entry[key]) or entry[key] < 1:
+            fail(f'files.index.{key} must be an integer >= 1, got {entry[key]!r:.40}')
+    if not isinstance(entry['recipe'], str):
+        fail('files.index.recipe must be a string')
+    if not isinstance(entry['source_sha256'], str) or not _SHA256.fullmatch(
+            entry['source_sha256']):
+        fail('files.index.source_sha256 must be a sha256 hex digest')
 
 
 def _failer(where: Path, root: Path) -> Any:

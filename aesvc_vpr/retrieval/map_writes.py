@@ -9,7 +9,6 @@ is a crash point (``aesvc_vpr.common.crashpoints``) for the kill tests.
 from __future__ import annotations
 
 import contextlib
-import io
 import json
 import logging
 import os
@@ -20,7 +19,8 @@ from typing import Any, Iterator, TYPE_CHECKING
 import numpy as np
 
 from aesvc_vpr.common.crashpoints import crash_point
-from aesvc_vpr.common.fileio import atomic_write, fsync_dir, sha256_bytes, sha256_file
+from aesvc_vpr.common.fileio import (atomic_write, fsync_dir, sample_sha256_file, sha256_bytes,
+                                     sha256_file)
 from aesvc_vpr.common.locks import DirectoryLocked, writer_lock
 from aesvc_vpr.errors import MapError
 from aesvc_vpr.retrieval.map_schema import KEYFRAMES, LOCALIZATION, MAP_JSON, validate
@@ -34,6 +34,7 @@ log = logging.getLogger(__name__)
 _OWNED = re.compile(r'\.?(?:(?:raw|embeddings|utm|yaw|stamps_ns|ids)(?:-[0-9a-f]{12})?\.npy'
                     r'|(?:paths|calibration)(?:-[0-9a-f]{12})?\.json'
                     r'|head(?:-[0-9a-f]{12})?\.safetensors'
+                    r'|index-[0-9a-f]{12}\.faiss'
                     r'|map\.json|\.head\.training\.safetensors)'
                     r'(?:\.\d+\.tmp)?')
 
@@ -60,13 +61,6 @@ def map_writer_lock(root: str | os.PathLike) -> Iterator[None]:
                        'folder') from err
 
 
-def npy_bytes(array: np.ndarray) -> bytes:
-    """Return the .npy bytes of an array (``np.save``: same array, same bytes)."""
-    buffer = io.BytesIO()
-    np.save(buffer, np.ascontiguousarray(array), allow_pickle=False)
-    return buffer.getvalue()
-
-
 def put_file(root: Path, role: str, suffix: str, data: bytes,
              array: np.ndarray | None = None) -> dict[str, Any]:
     """Write one file under its content name (kept when it is already there); its entry."""
@@ -76,10 +70,66 @@ def put_file(root: Path, role: str, suffix: str, data: bytes,
         with atomic_write(path) as f:
             f.write(data)
     crash_point(f'map.file.{role}')
-    entry: dict[str, Any] = {'name': path.name, 'sha256': digest}
+    entry = file_entry(path, digest)
     if array is not None:
         entry.update(dtype=array.dtype.str, shape=list(array.shape))
     return entry
+
+
+def put_array(root: Path, role: str, array: np.ndarray) -> dict[str, Any]:
+    """Write an array as .npy under its content name, streamed to a temporary file first.
+
+    ``np.save``: the same array gives the same bytes; no second copy of a large array is held.
+    """
+    tmp = root / f'.{role}.npy.{os.getpid()}.tmp'
+    try:
+        with open(tmp, 'wb') as f:
+            np.save(f, np.ascontiguousarray(array), allow_pickle=False)
+            f.flush()
+            os.fsync(f.fileno())
+        digest = sha256_file(tmp)
+        path = root / f'{role}-{digest[:12]}.npy'
+        if not (path.is_file() and sha256_file(path) == digest):
+            os.replace(tmp, path)
+            fsync_dir(root)
+    finally:
+        tmp.unlink(missing_ok=True)
+    crash_point(f'map.file.{role}')
+    entry = file_entry(path, digest)
+    entry.update(dtype=array.dtype.str, shape=list(array.shape))
+    return entry
+
+
+def put_file_from(root: Path, role: str, suffix: str, tmp: Path) -> dict[str, Any]:
+    """Rename a complete temporary file in ``root`` to its content name; its entry."""
+    digest = sha256_file(tmp)
+    path = root / f'{role}-{digest[:12]}{suffix}'
+    os.replace(tmp, path)
+    fsync_dir(root)
+    crash_point(f'map.file.{role}')
+    return file_entry(path, digest)
+
+
+def file_entry(path: Path, digest: str) -> dict[str, Any]:
+    """Return the map.json entry of a file: name, sha256, size and the quick sample digest."""
+    return {'name': path.name, 'sha256': digest, 'bytes': path.stat().st_size,
+            'sample_sha256': sample_sha256_file(path)}
+
+
+def commit(root: Path, meta: dict[str, Any]) -> dict[str, Any]:
+    """Validate ``meta``, replace map.json with it atomically, then remove unnamed files.
+
+    Call under ``map_writer_lock`` after every file ``meta`` names is in place.
+
+    Returns:
+        The validated metadata as written.
+    """
+    meta = validate(json.loads(json.dumps(meta)), root)
+    with atomic_write(root / MAP_JSON, 'w', step='map.json.tmp') as f:
+        json.dump(meta, f, indent=1)
+    crash_point('map.json')
+    remove_stale(root, meta['files'])
+    return meta
 
 
 def own_head(root: Path, projector: Projector | None) -> dict[str, Any] | None:
@@ -89,7 +139,7 @@ def own_head(root: Path, projector: Projector | None) -> dict[str, Any] | None:
         return None
     if sha256_file(path) != projector.fingerprint:
         raise MapError(f'{path}: head file changed since it was loaded')
-    return {'name': path.name, 'sha256': projector.fingerprint}
+    return file_entry(path, projector.fingerprint)
 
 
 def remove_stale(root: Path, files: dict[str, Any]) -> None:

@@ -29,14 +29,13 @@ from typing import Any, Sequence, TYPE_CHECKING
 import numpy as np
 
 from aesvc_vpr.backbone.protocol import Backbone
-from aesvc_vpr.common.crashpoints import crash_point
-from aesvc_vpr.common.fileio import atomic_write, sha256_file
+from aesvc_vpr.common.fileio import sample_sha256_file, sha256_file
 from aesvc_vpr.errors import MapError
 from aesvc_vpr.retrieval.map_schema import (ARRAY_ROLES, check_extra, file_path, KEYFRAMES,
-                                            LOCALIZATION, MAP_JSON, rebuild_hint, SCHEMA_VERSION,
-                                            validate)
-from aesvc_vpr.retrieval.map_writes import (map_writer_lock, npy_bytes, own_head, put_file,
-                                            refuse_other_kind, remove_stale)
+                                            LOCALIZATION, MAP_JSON, rebuild_hint, reindex_hint,
+                                            SCHEMA_VERSION, validate)
+from aesvc_vpr.retrieval.map_writes import (commit, map_writer_lock, own_head, put_array,
+                                            put_file, refuse_other_kind, remove_stale)
 
 if TYPE_CHECKING:
     from aesvc_vpr.head.projector import Projector
@@ -61,13 +60,27 @@ class MapDatabase:
         self.utm_zone: str = meta['utm_zone']
         self.failed_images: list[dict[str, Any]] = meta.get('failed_images', [])
         self.raw: np.ndarray = arrays['raw']
-        self.embeddings: np.ndarray = arrays.get('embeddings', self.raw.astype(np.float32))
+        # full-size embeddings as stored (projected float32, else raw float16), maybe mapped
+        self.store: np.ndarray = arrays.get('embeddings', self.raw)
+        self._embeddings: np.ndarray | None = arrays.get('embeddings')
         self.utm: np.ndarray = arrays['utm']
         self.yaw: np.ndarray = arrays['yaw']
         self.stamps_ns: np.ndarray = arrays['stamps_ns']
         self.ids: np.ndarray = arrays['ids']
         self.paths = paths
         self.partial = False      # loaded without its head file (see ``load``)
+
+    @property
+    def embeddings(self) -> np.ndarray:
+        """Full-size embeddings, (N, E) float32 (a head-less map's raw rows, converted once)."""
+        if self._embeddings is None:
+            self._embeddings = self.raw.astype(np.float32)
+        return self._embeddings
+
+    @property
+    def store_role(self) -> str:
+        """The map.json role of ``store``: 'embeddings' with a head, else 'raw'."""
+        return 'embeddings' if 'embeddings' in self.meta['files'] else 'raw'
 
     @property
     def head_file(self) -> str:
@@ -127,10 +140,10 @@ class MapDatabase:
         if raw.ndim != 2 or n == 0:
             raise MapError(f'{root}: raw embeddings must be a non-empty (N, D) array, '
                            f'got {raw.shape}')
-        if not np.isfinite(raw).all() or np.abs(raw).max() > np.finfo(np.float16).max:
+        if not _fits_float16(raw):
             raise MapError(f'{root}: raw embeddings overflow float16 or are not finite')
         check_extra(extra or {}, root)
-        raw16 = raw.astype(np.float16)
+        raw16 = raw.astype(np.float16, copy=False)
         arrays = {
             'raw': raw16,
             'utm': np.asarray(utm, np.float64),
@@ -156,8 +169,7 @@ class MapDatabase:
         with map_writer_lock(root):
             refuse_other_kind(root, kind)
             try:
-                files = {role: put_file(root, role, '.npy', npy_bytes(array), array)
-                         for role, array in arrays.items()}
+                files = {role: put_array(root, role, array) for role, array in arrays.items()}
                 files['paths'] = put_file(root, 'paths', '.json', json.dumps(paths).encode())
                 head_entry = own_head(root, projector)
                 if head_entry:
@@ -169,11 +181,7 @@ class MapDatabase:
                     'embedding_dim': int(embedding_dim), 'utm_zone': utm_zone, 'files': files,
                     'failed_images': list(failed_images), **(extra or {}),
                 }
-                meta = validate(json.loads(json.dumps(meta)), root)
-                with atomic_write(root / MAP_JSON, 'w', step='map.json.tmp') as f:
-                    json.dump(meta, f, indent=1)
-                crash_point('map.json')
-                remove_stale(root, meta['files'])
+                meta = commit(root, meta)
             except OSError as err:
                 raise MapError(f'{root}: cannot write the map ({err}); the previous map, if '
                                'any, is unchanged') from err
@@ -184,8 +192,14 @@ class MapDatabase:
     @classmethod
     def load(cls, root: str | os.PathLike, backbone: Backbone | None = None,
              projector: Projector | None = None, kind: str | None = LOCALIZATION,
-             verify_head_file: bool = True) -> MapDatabase:
-        """Load a map, verifying map.json's schema and every file's hash, shape and dtype.
+             verify_head_file: bool = True, full_check: bool = False) -> MapDatabase:
+        """Load a map, verifying map.json's schema and every file's digest, shape and dtype.
+
+        Arrays are memory-mapped, not read. The default check compares each file's size and a
+        sampled digest (``common.fileio.sample_sha256_file``: whole files up to 8 MiB, ~4 MiB
+        of blocks of larger ones) and parses the array headers, so a 10M-entry map loads in
+        seconds; ``full_check`` hashes every byte once (``aesvc-vpr verify-map``). Maps written
+        before sizes were recorded are always hashed whole.
 
         Args:
             root: map directory.
@@ -194,6 +208,7 @@ class MapDatabase:
             kind: the kind of map wanted ('localization' or 'keyframes'); None takes either.
             verify_head_file: False loads a map whose own head file is missing or damaged,
                 without it (``head_file`` is then ''), so its raw embeddings can be reused.
+            full_check: compare every file's full sha256 with map.json.
 
         Raises:
             MapError: a missing, corrupt or inconsistent file, an unknown schema version, a map
@@ -212,15 +227,7 @@ class MapDatabase:
         paths: list[str] = []
         for role, entry in meta['files'].items():
             path = file_path(root, entry['name'])
-            if not path.is_file():
-                raise MapError(f'{path}: missing map file; {rebuild}')
-            try:
-                digest = sha256_file(path)
-            except OSError as err:
-                raise MapError(f'{path}: cannot read ({err})') from err
-            if digest != entry['sha256']:
-                raise MapError(f'{path}: sha256 differs from map.json (corrupt or modified); '
-                               f'{rebuild}')
+            check_file(path, entry, full_check, _hint(root, role, entry))
             if role in ARRAY_ROLES:
                 arrays[role] = _load_npy(path, entry, rebuild)
             elif role == 'paths':
@@ -297,9 +304,47 @@ def _read_meta(root: Path) -> dict[str, Any]:
     return validate(meta, root)
 
 
+def _fits_float16(raw: np.ndarray, block: int = 1 << 20) -> bool:
+    """All values finite and within float16's range, checked a block of rows at a time."""
+    for start in range(0, len(raw), block):
+        rows = raw[start:start + block]
+        if not np.isfinite(rows).all() or np.abs(rows).max() > np.finfo(np.float16).max:
+            return False
+    return True
+
+
+def check_file(path: Path, entry: dict[str, Any], full: bool, hint: str) -> None:
+    """Compare a map file with its map.json entry: size and sampled digest, or full sha256.
+
+    Raises:
+        MapError: a missing, unreadable, resized or changed file; the message ends in ``hint``.
+    """
+    if not path.is_file():
+        raise MapError(f'{path}: missing map file; {hint}')
+    quick = not full and 'bytes' in entry and 'sample_sha256' in entry
+    try:
+        if quick and path.stat().st_size != entry['bytes']:
+            raise MapError(f'{path}: {path.stat().st_size} bytes but map.json says '
+                           f'{entry["bytes"]} (truncated or replaced); {hint}')
+        same = (sample_sha256_file(path) == entry['sample_sha256'] if quick
+                else sha256_file(path) == entry['sha256'])
+    except OSError as err:
+        raise MapError(f'{path}: cannot read ({err}); {hint}') from err
+    if not same:
+        raise MapError(f'{path}: sha256 differs from map.json (corrupt or modified'
+                       f'{", found by the quick sampled check" if quick else ""}); {hint}')
+
+
+def _hint(root: Path, role: str, entry: dict[str, Any]) -> str:
+    if role == 'index':
+        return reindex_hint(root, entry.get('prefix_dim', 'P'), entry.get('recipe', 'ivfpq'))
+    return rebuild_hint(root)
+
+
 def _load_npy(path: Path, entry: dict[str, Any], rebuild: str) -> np.ndarray:
     try:
-        array = np.load(path, allow_pickle=False)
+        # mapped, not read: pages come in as searches touch them (read-only)
+        array = np.load(path, mmap_mode='r', allow_pickle=False)
     except (OSError, ValueError) as err:
         raise MapError(f'{path}: unreadable array ({err}); {rebuild}') from err
     if array.dtype.str != entry['dtype'] or list(array.shape) != entry['shape']:

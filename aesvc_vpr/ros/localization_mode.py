@@ -62,7 +62,7 @@ class LocalizationMode:
         self._outputs = Outputs(node, self.localizer.mapdb, s.node.map_frame)
         self._last_places_s = 0.0
         # newest requested prefix wins; its own thread keeps the executor free while indexing
-        self._reindex = LatestFrameWorker(self._set_prefix, lambda: None, lambda: 0.0,
+        self._reindex = LatestFrameWorker(self._set_search, lambda: None, lambda: 0.0,
                                           name='vpr-reindex')
         self._reindex.start()
         self._lock = threading.Lock()     # worker thread (frames) vs executor (priors, params)
@@ -122,11 +122,11 @@ class LocalizationMode:
                               probability=probability, xy_covariance=xy_covariance)
 
     def reconfigure(self, settings: NodeSettings) -> None:
-        """Check a new prefix now and re-index in the background; swap the match settings."""
-        dim = settings.search.prefix_dim
-        if dim != self.settings.search.prefix_dim:
-            self.localizer.encoder.check_prefix(dim)   # refuses with HeadError / MapError
-            self._reindex.submit(dim)
+        """Check new search settings now, re-index in the background; swap the match settings."""
+        search = settings.search
+        if search != self.settings.search:
+            self.localizer.check_search(search)   # refuses with HeadError / MapError
+            self._reindex.submit(search)
         self.match_cfg = settings.match
         self.localizer.match_cfg = settings.match
         with self._lock:
@@ -138,12 +138,13 @@ class LocalizationMode:
             self._calibration, self._calibration_state = self._load_calibration(settings)
         self.settings = settings
 
-    def _set_prefix(self, dim: Any) -> None:
+    def _set_search(self, search: Any) -> None:
         try:
-            self.localizer.set_prefix_dim(dim)
+            self.localizer.set_search(search)
             self.prefix_error = ''
         except Exception as err:  # noqa: BLE001 - keep the old index and say why
-            self.prefix_error = f'search.prefix_dim {dim}: {type(err).__name__}: {err}'
+            self.prefix_error = (f'search.prefix_dim {search.prefix_dim}, shortlist '
+                                 f'{search.shortlist_dim}: {type(err).__name__}: {err}')
             self._node.get_logger().error(f're-indexing failed, still searching prefix '
                                           f'{self.localizer.prefix_dim}: {self.prefix_error}')
 
@@ -158,7 +159,7 @@ class LocalizationMode:
         """Map size, prefix, backbone, device and runtime."""
         loc = self.localizer
         values: dict[str, object] = {
-            'map_size': loc.mapdb.count, 'prefix_dim': loc.prefix_dim,
+            'map_size': loc.mapdb.count, 'prefix_dim': loc.prefix_dim, 'index': loc.index_type,
             'backbone': loc.backbone.name, 'device': loc.backbone.device,
             'runtime': self.settings.backbone.runtime,
             'prefix_dim_requested': self.settings.search.prefix_dim}

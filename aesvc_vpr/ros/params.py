@@ -163,9 +163,14 @@ PARAMS = (
           read_only=True),
     Param('search.prefix_dim', 'embedding prefix searched; a change re-indexes the stored '
           'full embeddings (no re-embedding)', limits=(1, 4096)),
-    Param('search.index_type', 'flat (exact) | ivf | hnsw', read_only=True),
+    Param('search.index_type', "flat (exact) | ivf | hnsw | saved (the map's index file from "
+          'aesvc-vpr index-map)', read_only=True),
     Param('search.threads', 'FAISS threads; 0: 1 for single queries', read_only=True,
           limits=(0, 256)),
+    Param('search.shortlist_dim', 'funnel: shortlist at this prefix, re-rank exactly at '
+          'prefix_dim; 0 (or >= prefix_dim) off', limits=(0, 4096)),
+    Param('search.shortlist_k', 'candidates re-ranked exactly (funnel, saved index)',
+          limits=(1, 100000)),
     Param('match.top_k', 'candidates published on ~/candidates', limits=(1, 1000)),
     Param('match.min_score', 'cosine at or above which ~/place_match is published',
           limits=(-1.0, 1.0)),

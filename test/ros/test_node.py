@@ -83,6 +83,24 @@ def test_prefix_dim_changes_at_run_time_and_invalid_values_are_refused(harness, 
     assert_best_is(h, small_map, candidates, scores, 6)
 
 
+def test_funnel_shortlist_changes_at_run_time(harness, small_map):
+    h = harness
+    assert h.set_param('search.shortlist_k', 8).successful
+    assert h.set_param('search.shortlist_dim', 16).successful
+    # re-indexed off the executor: the new index is swapped in once built
+    index_type = 'funnel(flat@16)'
+    h.wait_for(lambda: h.diagnostic_values().get('index') == index_type, 'diagnostics funnel')
+    assert h.node.mode.localizer.index_type == index_type
+    assert h.node.mode.localizer._index.shortlist_k == 8
+    assert not h.set_param('search.shortlist_k', 0).successful        # descriptor range
+    h.image_pub.publish(image_msg(place_image(7), 350))
+    candidates, scores = h.wait_result(350)
+    assert_best_is(h, small_map, candidates, scores, 7)
+    assert h.set_param('search.shortlist_dim', 0).successful
+    h.wait_for(lambda: h.diagnostic_values().get('index') == 'flat', 'diagnostics flat')
+    assert h.node.mode.localizer.index_type == 'flat'
+
+
 def test_min_score_and_top_k_apply_at_run_time(harness, small_map) -> None:
     h = harness
     assert h.set_param('match.top_k', 3).successful

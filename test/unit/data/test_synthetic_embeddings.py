@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from aesvc_vpr.data.synthetic_embeddings import generate, SyntheticConfig
+from aesvc_vpr.data.synthetic_embeddings import (generate, ordered_database_blocks,
+                                                 ordered_queries, OrderedConfig, SyntheticConfig)
 from aesvc_vpr.errors import DatasetError
 from aesvc_vpr.head.quality import cosine_stats
 from aesvc_vpr.index.ranking import positives_within
@@ -53,3 +54,23 @@ def test_raw_embeddings_have_the_pathology():
 def test_invalid_config():
     with pytest.raises(DatasetError, match='place_dim'):
         SyntheticConfig(dim=16, place_dim=16)
+
+
+def test_ordered_blocks_are_seeded_and_queries_are_held_out():
+    cfg = OrderedConfig(dim=32, block_places=50)
+    blocks = list(ordered_database_blocks(cfg, 620))
+    assert [len(b) for b in blocks] == [250, 250, 120]
+    again = np.concatenate(list(ordered_database_blocks(cfg, 620)))
+    database = np.concatenate(blocks)
+    np.testing.assert_array_equal(database, again)
+    # leading coordinates carry more variance (an ordered embedding)
+    spread = database.std(axis=0)
+    assert spread[:4].mean() > 2 * spread[-4:].mean()
+    queries, places = ordered_queries(cfg, 620, 40)
+    assert queries.shape == (40, 32) and places.max() < 124
+    unit = database / np.linalg.norm(database, axis=1, keepdims=True)
+    q = queries / np.linalg.norm(queries, axis=1, keepdims=True)
+    similarity = q @ unit.T
+    assert similarity.max() < 0.9999                   # no query is a database row
+    # a query's nearest row is mostly one of its own place's 5 views
+    assert np.mean(similarity.argmax(axis=1) // 5 == places) > 0.8

@@ -85,8 +85,12 @@ def test_stored_calibration_is_refused_for_another_map(tmp_path):
         load_calibration(a, 8, 5, 25.0)
     # a changed calibration file fails the map's own integrity check
     path = a.file('calibration')
-    path.write_text(path.read_text().replace('"version": 1', '"version": 1 '))
-    with pytest.raises(MapError, match='sha256'):
+    text = path.read_text()
+    path.write_text(text.replace('"version": 1', '"version": 2'))      # same size, other bytes
+    with pytest.raises(MapError, match='digest|sha256'):
+        MapDatabase.load(a.root)
+    path.write_text(text + ' ')                                          # one byte longer
+    with pytest.raises(MapError, match='truncated or replaced'):
         MapDatabase.load(a.root)
 
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from aesvc_vpr.backbone.patchgrid import PatchGridBackbone
-from aesvc_vpr.common.fileio import sha256_file
+from aesvc_vpr.common.fileio import sample_sha256_file, sha256_file
 from aesvc_vpr.config import HeadConfig, TrainConfig
 from aesvc_vpr.errors import MapError
 from aesvc_vpr.head.projector import Projector
@@ -117,7 +117,9 @@ def test_array_of_wrong_dtype_is_refused_even_with_matching_hash(tmp_path):
     yaw = _write(tmp_path / 'map').file('yaw')
     np.save(yaw, np.zeros(40, np.float32))
     meta = json.loads((tmp_path / 'map' / 'map.json').read_text())
-    meta['files']['yaw']['sha256'] = sha256_file(yaw)
+    # digests and size made to match the new file: the dtype and shape check still refuses it
+    meta['files']['yaw'].update(sha256=sha256_file(yaw), bytes=yaw.stat().st_size,
+                                sample_sha256=sample_sha256_file(yaw))
     (tmp_path / 'map' / 'map.json').write_text(json.dumps(meta))
     with pytest.raises(MapError, match=r'yaw-\w+\.npy: <f4 \[40\] but map\.json says <f8 \[40\]'):
         MapDatabase.load(tmp_path / 'map')

@@ -1,0 +1,253 @@
+"""Large maps: saved compressed index + exact re-rank against exact search, and the funnel.
+
+For each map size N it writes a real map directory of ordered synthetic embeddings
+(``data.synthetic_embeddings.OrderedConfig``: seeded places along a route, fp16 store), draws
+held-out query views (never database rows), and computes the exact top-10 at ``--prefix`` by
+brute force. Then, per index recipe, it builds and commits the saved index (``index-map``),
+times a node start (``MapDatabase.load`` with its quick check + ``load_saved_index``), and for
+each nprobe and shortlist_k prints one JSON line: single-query latency p50/p95 (one thread),
+Recall@1 and Recall@10 against exact search, the index's bytes per entry (its file, mapped, and
+the anonymous and mapped memory a node start in a fresh process adds after 200 searches), build
+and load seconds. The baseline in the same run is
+the exact flat index at the same prefix (single queries). With ``--funnel``, at the first size it
+also measures a flat shortlist at ``--shortlist-dim`` re-ranked at ``--funnel-dim`` against the
+exact ``--funnel-dim`` search: top-1 agreement and the latency ratio.
+
+    .venv/bin/python benchmarks/bench_scale.py --sizes 1000000 --funnel
+    .venv/bin/python benchmarks/bench_scale.py --sizes 10000000 --recipes ivfpq --no-flat
+
+Needs about N * dim * 2 bytes of disk in ``--workdir`` and, for the map write, ~4x that of RAM.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from pathlib import Path
+import shutil
+import subprocess
+import sys
+import time
+
+import numpy as np
+import torch
+
+from aesvc_vpr.common.provenance import provenance
+from aesvc_vpr.data.synthetic_embeddings import (ordered_database_blocks, ordered_queries,
+                                                 OrderedConfig)
+from aesvc_vpr.index.funnel import FunnelIndex
+from aesvc_vpr.index.prefix import l2_prefix
+from aesvc_vpr.index.prefix_index import PrefixIndex
+from aesvc_vpr.retrieval.map_index import index_map, load_saved_index
+from aesvc_vpr.retrieval.mapdb import MapDatabase
+
+EXACT_BLOCK = 1 << 18       # database rows per brute-force block
+LATENCY_QUERIES = 300       # single queries timed per configuration (after WARMUP)
+WARMUP = 20
+
+
+def stats_ms(samples_s: list[float]) -> dict[str, float]:
+    """Median and p95 in milliseconds."""
+    p50, p95 = np.percentile(np.asarray(samples_s) * 1e3, [50, 95])
+    return {'p50_ms': round(float(p50), 3), 'p95_ms': round(float(p95), 3)}
+
+
+def memory_kib() -> dict[str, int]:
+    """Anonymous and file-backed resident memory of this process (KiB)."""
+    fields = {}
+    for line in Path('/proc/self/status').read_text().splitlines():
+        key, _, value = line.partition(':')
+        if key in ('RssAnon', 'RssFile'):
+            fields[key] = int(value.split()[0])
+    return fields
+
+
+FOOTPRINT = """
+import json, sys, time
+import numpy as np
+from bench_scale import memory_kib
+from aesvc_vpr.index.funnel import FunnelIndex
+from aesvc_vpr.retrieval.map_index import load_saved_index
+from aesvc_vpr.retrieval.mapdb import MapDatabase
+root, prefix, nprobe, k = sys.argv[1], *map(int, sys.argv[2:5])
+before = memory_kib()
+start = time.perf_counter()
+mapdb = MapDatabase.load(root)
+index = load_saved_index(mapdb, prefix)
+load_s = time.perf_counter() - start
+index.set_nprobe(nprobe)
+funnel = FunnelIndex(index, mapdb.store, prefix, k)
+queries = np.random.default_rng(0).standard_normal((200, mapdb.store.shape[1]))
+for q in queries:
+    funnel.search(q[None].astype(np.float32), 10)
+after = memory_kib()
+print(json.dumps({'load_s': load_s, 'anon_kib': after['RssAnon'] - before['RssAnon'],
+                  'file_kib': after['RssFile'] - before['RssFile']}))
+"""
+
+
+def footprint(root: Path, prefix: int, nprobe: int, shortlist_k: int) -> dict:
+    """Node start in a fresh process: load seconds, anonymous and mapped memory it added."""
+    out = subprocess.run([sys.executable, '-c', FOOTPRINT, str(root), str(prefix), str(nprobe),
+                          str(shortlist_k)], capture_output=True, text=True, check=True,
+                         cwd=Path(__file__).parent,
+                         env={**os.environ, 'PYTHONPATH': os.pathsep.join(sys.path)})
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def write_map(root: Path, cfg: OrderedConfig, count: int) -> float:
+    """Write a head-less map of ``count`` ordered synthetic rows; seconds taken."""
+    start = time.perf_counter()
+    raw = np.empty((count, cfg.dim), np.float16)
+    at = 0
+    for block in ordered_database_blocks(cfg, count):
+        raw[at:at + len(block)] = block
+        at += len(block)
+    shutil.rmtree(root, ignore_errors=True)
+    MapDatabase.write(root, raw, np.zeros((count, 2)), '10S', backbone_name='synthetic',
+                      backbone_fingerprint='0' * 64)
+    return time.perf_counter() - start
+
+
+def exact_topk(store: np.ndarray, queries: np.ndarray, dim: int,
+               k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Brute-force top-k cosine at prefix ``dim`` over blocks of the (mapped) store."""
+    xq = torch.from_numpy(l2_prefix(queries, dim))
+    best_s = torch.full((len(xq), k), -np.inf)
+    best_i = torch.zeros((len(xq), k), dtype=torch.int64)
+    for start in range(0, len(store), EXACT_BLOCK):
+        xb = torch.from_numpy(l2_prefix(store[start:start + EXACT_BLOCK], dim))
+        top = torch.topk(xq @ xb.T, min(k, len(xb)), dim=1)
+        merged_s = torch.cat([best_s, top.values], 1)
+        merged_i = torch.cat([best_i, top.indices + start], 1)
+        order = torch.topk(merged_s, k, dim=1).indices
+        best_s, best_i = merged_s.gather(1, order), merged_i.gather(1, order)
+    return best_s.numpy(), best_i.numpy()
+
+
+def single_queries(index, queries: np.ndarray, k: int) -> tuple[list[float], np.ndarray]:
+    """Search one query at a time; per-query seconds (after a warm-up) and all results."""
+    for q in queries[:WARMUP]:
+        index.search(q[None], k)
+    times, found = [], []
+    for q in queries:
+        start = time.perf_counter()
+        found.append(index.search(q[None], k)[1][0])
+        times.append(time.perf_counter() - start)
+    return times, np.stack(found)
+
+
+def recalls(found: np.ndarray, exact: np.ndarray) -> dict[str, float]:
+    """Recall@1 (same top-1) and Recall@10 (share of the exact top-10 found) vs exact."""
+    r1 = float(np.mean(found[:, 0] == exact[:, 0]))
+    k = min(10, exact.shape[1], found.shape[1])
+    r10 = float(np.mean([len(np.intersect1d(f[:k], e[:k])) / k for f, e in zip(found, exact)]))
+    return {'recall1_vs_exact': round(r1, 4), 'recall10_vs_exact': round(r10, 4)}
+
+
+def bench_size(args: argparse.Namespace, count: int, info: dict) -> None:
+    """All recipes and settings on one map size."""
+    cfg = OrderedConfig(dim=args.dim, seed=args.seed)
+    root = Path(args.workdir) / f'map_{count}'
+    write_s = write_map(root, cfg, count)
+    queries, _ = ordered_queries(cfg, count, args.queries)
+    mapdb = MapDatabase.load(root)
+    start = time.perf_counter()
+    _, exact = exact_topk(mapdb.store, queries, args.prefix, 10)
+    base = {**info, 'entries': count, 'dim': args.dim, 'prefix': args.prefix,
+            'queries': len(queries), 'map_write_s': round(write_s, 1),
+            'exact_ground_truth_s': round(time.perf_counter() - start, 1)}
+    flat_p50 = None
+    if not args.no_flat:
+        flat = PrefixIndex(mapdb.store, args.prefix)
+        times, found = single_queries(flat, queries[:LATENCY_QUERIES], 10)
+        flat_p50 = stats_ms(times)['p50_ms']
+        print(json.dumps({**base, 'index': 'flat (exact, baseline)', **stats_ms(times),
+                          **recalls(found, exact[:LATENCY_QUERIES]),
+                          'resident_bytes_per_entry': flat.nbytes / count}), flush=True)
+        del flat
+    for recipe in args.recipes:
+        before = memory_kib()
+        built = index_map(root, args.prefix, recipe, max(args.nprobes))
+        entry = built.meta['files']['index']
+        del built
+        start = time.perf_counter()
+        mapdb = MapDatabase.load(root)
+        saved = load_saved_index(mapdb, args.prefix)
+        load_s = time.perf_counter() - start
+        for nprobe in args.nprobes:
+            saved.set_nprobe(nprobe)
+            for shortlist_k in args.shortlist_ks:
+                funnel = FunnelIndex(saved, mapdb.store, args.prefix, shortlist_k)
+                times, found = single_queries(funnel, queries, 10)
+                after = memory_kib()
+                fresh = footprint(root, args.prefix, nprobe, shortlist_k)
+                row = {**base, 'index': recipe, 'nprobe': nprobe, 'shortlist_k': shortlist_k,
+                       **stats_ms(times), **recalls(found, exact),
+                       'index_file_bytes_per_entry': round(entry['bytes'] / count, 2),
+                       'anon_kib_added_in_bench': after['RssAnon'] - before['RssAnon'],
+                       'fresh_load_s': round(fresh['load_s'], 3),
+                       'fresh_anon_bytes_per_entry': round(fresh['anon_kib'] * 1024 / count, 1),
+                       'fresh_mapped_bytes_per_entry': round(
+                           fresh['file_kib'] * 1024 / count, 1),
+                       'build_s': entry['build_s'], 'load_s': round(load_s, 3)}
+                if flat_p50:
+                    row['flat_p50_over_p50'] = round(flat_p50 / row['p50_ms'], 2)
+                print(json.dumps(row), flush=True)
+    if args.funnel:
+        bench_funnel(args, mapdb, queries, base)
+    if not args.keep:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def bench_funnel(args: argparse.Namespace, mapdb: MapDatabase, queries: np.ndarray,
+                 base: dict) -> None:
+    """Flat shortlist at a small prefix, exact re-rank at the full one, vs exact full search."""
+    queries = queries[:LATENCY_QUERIES]
+    _, exact = exact_topk(mapdb.store, queries, args.funnel_dim, 10)
+    full = PrefixIndex(mapdb.store, args.funnel_dim)
+    times, found = single_queries(full, queries, 10)
+    full_ms = stats_ms(times)
+    del full
+    print(json.dumps({**base, 'index': f'flat@{args.funnel_dim} (exact, baseline)', **full_ms,
+                      **recalls(found, exact)}), flush=True)
+    shortlist = PrefixIndex(mapdb.store, args.shortlist_dim)
+    for shortlist_k in args.funnel_ks:
+        funnel = FunnelIndex(shortlist, mapdb.store, args.funnel_dim, shortlist_k)
+        times, found = single_queries(funnel, queries, 10)
+        ms = stats_ms(times)
+        print(json.dumps({**base, 'index': funnel.index_type, 'shortlist_k': shortlist_k, **ms,
+                          **recalls(found, exact),
+                          'latency_over_exact': round(ms['p50_ms'] / full_ms['p50_ms'], 3)}),
+              flush=True)
+
+
+def main() -> None:
+    """Parse flags and run every size."""
+    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser.add_argument('--sizes', type=int, nargs='+', default=[1_000_000])
+    parser.add_argument('--dim', type=int, default=256)
+    parser.add_argument('--prefix', type=int, default=128)
+    parser.add_argument('--queries', type=int, default=1000)
+    parser.add_argument('--recipes', nargs='+', default=['ivfpq', 'opqpq', 'ivfsq8'])
+    parser.add_argument('--nprobes', type=int, nargs='+', default=[16, 32, 64])
+    parser.add_argument('--shortlist-ks', type=int, nargs='+', default=[50, 100, 200])
+    parser.add_argument('--funnel', action='store_true', help='also measure the funnel')
+    parser.add_argument('--shortlist-dim', type=int, default=32)
+    parser.add_argument('--funnel-dim', type=int, default=256)
+    parser.add_argument('--funnel-ks', type=int, nargs='+', default=[100, 200, 400, 800])
+    parser.add_argument('--no-flat', action='store_true',
+                        help='skip the exact flat baseline (4 * prefix bytes per entry of RAM)')
+    parser.add_argument('--workdir', default='/tmp/aesvc_bench_scale')
+    parser.add_argument('--keep', action='store_true', help='keep the map directories')
+    parser.add_argument('--seed', type=int, default=0)
+    args = parser.parse_args()
+    torch.set_num_threads(os.cpu_count() or 1)
+    info = {**provenance(), 'load_avg_1m': round(os.getloadavg()[0], 2)}
+    for count in args.sizes:
+        bench_size(args, count, info)
+
+
+if __name__ == '__main__':
+    main()
