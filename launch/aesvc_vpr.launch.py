@@ -3,7 +3,8 @@
 Example: ``ros2 launch aesvc_vpr aesvc_vpr.launch.py map_path:=/data/maps/pitts
 image_topic:=/camera/image_raw``. ``map_path``, ``head_path`` and ``model`` override the
 parameters file when given (empty keeps its value), so the common case needs no file of one's
-own; ``use_sim_time`` follows /clock (bag playback); ``odom_topic`` feeds loop_closure mode.
+own; ``use_sim_time`` follows /clock (bag playback); ``odom_topic`` feeds loop_closure mode and
+the localization filter.
 """
 
 import os
@@ -56,15 +57,16 @@ def generate_launch_description() -> LaunchDescription:
         DeclareLaunchArgument('head_path', default_value='',
                               description="projection head file; '' uses the map's own head"),
         DeclareLaunchArgument('model', default_value='',
-                              description='backbone.model_name: auto, patchgrid or a DINOv2 '
-                                          "name; '' keeps the parameters file's"),
+                              description='backbone.model_name: auto, patchgrid, a DINOv2 '
+                                          "name or onnx:FILE; '' keeps the parameters file's"),
         DeclareLaunchArgument('use_sim_time', default_value='false',
                               description='use /clock (bag playback) instead of the wall clock'),
         DeclareLaunchArgument('image_topic', default_value='image',
                               description='camera topic; <image_topic>/compressed with '
                                           'image_transport compressed'),
         DeclareLaunchArgument('odom_topic', default_value='odom',
-                              description='odometry for loop_closure mode (nav_msgs/Odometry)'),
+                              description='odometry (nav_msgs/Odometry): loop_closure '
+                                          "keyframes, localization's sequence filter"),
         DeclareLaunchArgument('namespace', default_value='',
                               description='namespace of the node and its topics'),
         OpaqueFunction(function=node_with_overrides),
