@@ -43,10 +43,20 @@ class RosLogHandler(logging.Handler):
             self._ros.debug(text)
 
 
+def _bridges(package: logging.Logger) -> list[logging.Handler]:
+    return [h for h in package.handlers if isinstance(h, RosLogHandler)]
+
+
 def bridge_logging(ros_logger: Any) -> RosLogHandler:
-    """Attach a handler for the package's records at INFO and above; returns it for unbridge."""
+    """Attach a handler for the package's records at INFO and above; returns it for unbridge.
+
+    The package logger's level is lowered to INFO while any bridge is attached, and restored
+    when the last one is detached, so a node leaves the process's logging as it found it.
+    """
     handler = RosLogHandler(ros_logger)
     package = logging.getLogger(PACKAGE_LOGGER)
+    if not _bridges(package):
+        _LEVEL_BEFORE[0] = package.level
     package.addHandler(handler)
     if package.level == logging.NOTSET or package.level > logging.INFO:
         package.setLevel(logging.INFO)
@@ -54,5 +64,11 @@ def bridge_logging(ros_logger: Any) -> RosLogHandler:
 
 
 def unbridge(handler: RosLogHandler) -> None:
-    """Detach a handler from ``bridge_logging``."""
-    logging.getLogger(PACKAGE_LOGGER).removeHandler(handler)
+    """Detach a handler from ``bridge_logging``; the last one restores the level it found."""
+    package = logging.getLogger(PACKAGE_LOGGER)
+    package.removeHandler(handler)
+    if not _bridges(package):
+        package.setLevel(_LEVEL_BEFORE[0])
+
+
+_LEVEL_BEFORE = [logging.NOTSET]     # the package logger's level before the first bridge

@@ -25,6 +25,34 @@ def status_where(h, predicate, what):
     return h.wait_for(lambda: (st := h.diagnostic_status()) and predicate(st) and st, what)
 
 
+# First in this file on purpose: after about fifteen node lifecycles in one DDS participant (the
+# session's context), a new /rosout subscription was seen to receive nothing at all from the next
+# node, while every other topic still matched; not yet understood, so this runs early.
+def test_core_log_lines_reach_rosout_with_the_node_name(ros_context, small_map) -> None:
+    h = Harness(ros_context, small_map.root)
+    try:
+        lines: list[Log] = []
+        qos = QoSProfile(depth=1000, reliability=ReliabilityPolicy.RELIABLE,
+                         durability=DurabilityPolicy.TRANSIENT_LOCAL)
+        h.tester.create_subscription(Log, '/rosout', h._collector('rosout'), qos)
+        h.received['rosout'] = lines
+        assert h.node.autostart()
+        h.wait_subscribed()
+        # a node line on /rosout shows the subscription has matched the node's publisher (lines
+        # from before the match may or may not be replayed, depending on DDS discovery order)
+        h.wait_for(lambda: [m for m in lines if m.name == 'vpr_node'], 'a vpr_node line')
+        # then a core line written while the node runs: the re-index logs from the localizer
+        assert h.set_param('search.prefix_dim', 32).successful
+        line = h.wait_for(lambda: [m for m in lines if '[aesvc_vpr.retrieval.localizer] '
+                                   'searching prefix 32' in m.msg], 'a core line on /rosout')[0]
+        assert line.name == 'vpr_node' and line.level == Log.INFO
+        h.node.trigger_deactivate()
+        h.wait_for(lambda: [m for m in lines if m.msg.startswith('deactivated after')],
+                   'the deactivate line on /rosout')
+    finally:
+        h.close()
+
+
 def test_no_input_warns_then_a_result_is_ok(harness) -> None:
     h = harness
     status = status_where(h, lambda st: st.level == WARN, 'WARN before any image')
@@ -40,10 +68,10 @@ def test_core_failures_are_counted_by_cause_and_every_frame_failing_is_an_error(
     localizer = h.node.mode.localizer
     errors = [BackboneError('simulated: out of memory')] * FAILING_FRAMES + [RuntimeError('x')]
 
-    def failing_localize(*args, **kwargs):
+    def failing_embed(*args, **kwargs):
         raise errors.pop(0)
 
-    localizer.localize = failing_localize
+    localizer.embed = failing_embed         # the backbone stage of every frame
     for i in range(FAILING_FRAMES + 1):
         h.image_pub.publish(image_msg(place_image(i), 20 + i))
         h.wait_for(lambda: h.node.stats.consecutive_failures == i + 1, f'failure {i + 1}')
@@ -54,7 +82,7 @@ def test_core_failures_are_counted_by_cause_and_every_frame_failing_is_an_error(
     assert values['failed_bug_RuntimeError'] == '1'
     assert values['failed_frames'] == str(FAILING_FRAMES + 1) and values['processed'] == '0'
     assert h.node.state == 'active' and not h.received['candidates']
-    del localizer.localize                 # the class's method again
+    del localizer.embed                    # the class's method again
     h.image_pub.publish(image_msg(place_image(3), 30))
     h.wait_result(30)
     status_where(h, lambda st: st.level == OK, 'OK once frames succeed again')
@@ -103,26 +131,6 @@ def test_auto_reliability_connects_to_a_best_effort_camera(ros_context, small_ma
         values = h.wait_for(lambda: (v := h.diagnostic_values()).get('processed') == '1' and v,
                             'diagnostics')
         assert values['input_reliability'] == 'best_effort (auto)'
-    finally:
-        h.close()
-
-
-def test_core_log_lines_reach_rosout_with_the_node_name(ros_context, small_map) -> None:
-    h = Harness(ros_context, small_map.root)
-    try:
-        lines: list[Log] = []
-        qos = QoSProfile(depth=1000, reliability=ReliabilityPolicy.RELIABLE,
-                         durability=DurabilityPolicy.TRANSIENT_LOCAL)
-        h.tester.create_subscription(Log, '/rosout', h._collector('rosout'), qos)
-        h.received['rosout'] = lines
-        assert h.node.autostart()
-        h.wait_subscribed()
-        line = h.wait_for(lambda: [m for m in lines if '[aesvc_vpr.retrieval.mapdb] loaded'
-                                   in m.msg], 'the map loader line on /rosout')[0]
-        assert line.name == 'vpr_node' and line.level == Log.INFO
-        h.node.trigger_deactivate()
-        h.wait_for(lambda: [m for m in lines if m.msg.startswith('deactivated after')],
-                   'the deactivate line on /rosout')
     finally:
         h.close()
 

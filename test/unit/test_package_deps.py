@@ -45,7 +45,7 @@ IMPORTS = {
     'timm': 'python3-timm-pip', 'onnxruntime': 'python3-onnxruntime-pip',
 }
 # no rosdep key (checked in rosdep/python.yaml): installed by pip install -r requirements.txt
-NO_KEY = {'safetensors': 'safetensors', 'rosbags': 'rosbags', 'mcap': 'mcap',
+NO_KEY = {'safetensors': 'safetensors', 'rosbags': 'rosbags', 'mcap': 'mcap', 'onnx': 'onnx',
           'openvino': 'openvino', 'nncf': 'nncf'}
 # declared though not imported by name: rclpy.lifecycle needs lifecycle_msgs
 INDIRECT = {'lifecycle_msgs'}
