@@ -30,10 +30,19 @@ TIMEOUT_S = 20.0
 class Harness:
     """vpr_node plus a tester node (camera publisher, output listener) on one real executor."""
 
-    def __init__(self, context: Any, map_root: Path, **overrides: Any) -> None:
+    def __init__(self, context: Any, map_root: Path, node_name: str = 'vpr_node',
+                 **overrides: Any) -> None:
+        """Start vpr_node (renamed ``node_name`` when given) with ``overrides`` as parameters.
+
+        A test that reads /rosout gives its node a name of its own: rcl keeps one /rosout
+        publisher per logger name, so an earlier ``vpr_node`` of this process that is finalised
+        late can take the new node's /rosout publisher with it.
+        """
         params = {'backbone.model_name': 'patchgrid', 'map_path': str(map_root),
                   'autostart': False, 'search.prefix_dim': 64, **overrides}
-        self.node = VprNode(context=context, parameter_overrides=[
+        remap = [] if node_name == 'vpr_node' else ['--ros-args', '-r', f'__node:={node_name}']
+        self.name = node_name
+        self.node = VprNode(context=context, cli_args=remap, parameter_overrides=[
             Parameter(k, value=v) for k, v in params.items()])
         self.tester = rclpy.create_node('vpr_tester', context=context)
         qos = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
@@ -44,13 +53,13 @@ class Harness:
                                                ('match', 'candidates', 'scores', 'diagnostics',
                                                 'ranked')}
         self._cond = threading.Condition()
-        for key, kind, topic in (('match', PoseWithCovarianceStamped, '/vpr_node/place_match'),
-                                 ('candidates', PoseArray, '/vpr_node/candidates'),
-                                 ('scores', Float32MultiArray, '/vpr_node/candidate_scores'),
+        for key, kind, topic in (('match', PoseWithCovarianceStamped, f'/{node_name}/place_match'),
+                                 ('candidates', PoseArray, f'/{node_name}/candidates'),
+                                 ('scores', Float32MultiArray, f'/{node_name}/candidate_scores'),
                                  ('diagnostics', DiagnosticArray, '/diagnostics'),
-                                 ('ranked', PointCloud2, '/vpr_node/ranked_candidates')):
+                                 ('ranked', PointCloud2, f'/{node_name}/ranked_candidates')):
             self.tester.create_subscription(kind, topic, self._collector(key), qos)
-        self.params = AsyncParameterClient(self.tester, 'vpr_node')
+        self.params = AsyncParameterClient(self.tester, node_name)
         self._lifecycle: Any = None
         self.executor = SingleThreadedExecutor(context=context)
         self.executor.add_node(self.node)
@@ -100,7 +109,7 @@ class Harness:
         """Return the latest vpr_node DiagnosticStatus (None before the first)."""
         for msg in reversed(self.received['diagnostics']):
             for status in msg.status:
-                if status.name.endswith('vpr_node'):
+                if status.name.endswith(self.name):
                     return status
         return None
 
@@ -111,7 +120,7 @@ class Harness:
         executor's wait set.
         """
         if self._lifecycle is None:
-            self._lifecycle = self.tester.create_client(ChangeState, '/vpr_node/change_state')
+            self._lifecycle = self.tester.create_client(ChangeState, f'/{self.name}/change_state')
         assert self._lifecycle.wait_for_service(TIMEOUT_S)
         ids = {'configure': Transition.TRANSITION_CONFIGURE,
                'activate': Transition.TRANSITION_ACTIVATE,

@@ -50,7 +50,7 @@ class Camera:
 
 def test_transitions_and_parameter_changes_with_frames_in_flight(ros_context, small_map):
     threads = torch.get_num_threads()    # workers: 2 shares the cores out process-wide
-    h = Harness(ros_context, small_map.root, workers=2)
+    h = Harness(ros_context, small_map.root, node_name='vpr_node_threads', workers=2)
     rosout: list[Log] = []
     h.received['rosout'] = rosout
     h.tester.create_subscription(Log, '/rosout', h._collector('rosout'),
@@ -80,7 +80,7 @@ def test_transitions_and_parameter_changes_with_frames_in_flight(ros_context, sm
         camera.stop()
         h.close()
         torch.set_num_threads(threads)
-    problems = [m.msg for m in rosout if m.name == 'vpr_node' and
+    problems = [m.msg for m in rosout if m.name == 'vpr_node_threads' and
                 (m.level >= Log.ERROR or 'not activated' in m.msg or 'failed' in m.msg)]
     assert problems == []
     assert [m for m in rosout if m.msg.startswith('deactivated after')]
