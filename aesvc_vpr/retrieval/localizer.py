@@ -121,10 +121,7 @@ class Localizer:
             MapError / HeadError: a prefix or shortlist prefix out of range, or no saved index
                 for the first-stage prefix.
         """
-        self.encoder.check_prefix(search_cfg.prefix_dim)
-        funnel = 0 < search_cfg.shortlist_dim < search_cfg.prefix_dim
-        first_dim = search_cfg.shortlist_dim if funnel else search_cfg.prefix_dim
-        self.encoder.check_prefix(first_dim)
+        first_dim = self._checked_first_dim(search_cfg)
         if search_cfg.index_type == 'saved':
             saved_index_for(self.mapdb, first_dim)
 
@@ -193,17 +190,22 @@ class Localizer:
         rows_f32 = np.asarray(self.mapdb.store[np.asarray(rows, np.int64)], np.float32)
         return l2_prefix(rows_f32, dim) @ query
 
+    def _checked_first_dim(self, cfg: SearchConfig) -> int:
+        """Check the searched (and shortlist) prefix; return the first stage's prefix size."""
+        self.encoder.check_prefix(cfg.prefix_dim)
+        if 0 < cfg.shortlist_dim < cfg.prefix_dim:      # a funnel: shortlist, then re-rank
+            self.encoder.check_prefix(cfg.shortlist_dim)
+            return cfg.shortlist_dim
+        return cfg.prefix_dim
+
     def _build_index(self, cfg: SearchConfig) -> PrefixIndex | FunnelIndex:
         """Index the map for ``cfg``: a first stage, re-ranked when it is a funnel or saved.
 
         The first stage searches the shortlist prefix (funnel) or the searched one; a funnel or
         the map's saved index is re-ranked exactly from the stored embeddings.
         """
-        self.encoder.check_prefix(cfg.prefix_dim)
-        funnel = 0 < cfg.shortlist_dim < cfg.prefix_dim
-        first_dim = cfg.shortlist_dim if funnel else cfg.prefix_dim
-        if funnel:
-            self.encoder.check_prefix(first_dim)
+        first_dim = self._checked_first_dim(cfg)
+        funnel = first_dim < cfg.prefix_dim
         store = self.mapdb.store
         if cfg.index_type == 'saved':
             first = load_saved_index(self.mapdb, first_dim)

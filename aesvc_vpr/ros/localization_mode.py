@@ -17,14 +17,13 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import Any
 
 from builtin_interfaces.msg import Time
 import numpy as np
 from rclpy.lifecycle import LifecycleNode
 
 from aesvc_vpr.common.stamps import time_ns
-from aesvc_vpr.config import MatchConfig
+from aesvc_vpr.config import MatchConfig, SearchConfig
 from aesvc_vpr.errors import ConfigError, MapError
 from aesvc_vpr.loop.rerank import GeometricReranker
 from aesvc_vpr.retrieval.calibration import (Calibration, load_calibration, match_features,
@@ -138,7 +137,7 @@ class LocalizationMode:
             self._calibration, self._calibration_state = self._load_calibration(settings)
         self.settings = settings
 
-    def _set_search(self, search: Any) -> None:
+    def _set_search(self, search: SearchConfig) -> None:
         try:
             self.localizer.set_search(search)
             self.prefix_error = ''
