@@ -65,7 +65,7 @@ class NodeOutput:
     """One answer of the node: the candidates of the image with stamp ``stamp_ns``."""
 
     stamp_ns: int
-    xy: np.ndarray           # (K, 2) float64 map positions, rank order
+    xy: np.ndarray           # (K, 2) float64 positions in the node's map frame, rank order
     yaw: np.ndarray          # (K,) float64 rad from the pose orientations
     scores: np.ndarray       # (K,) float32
     received_s: float        # time.monotonic() at arrival
@@ -78,6 +78,8 @@ class PlayLog:
 
     sent_s: dict[int, float] = field(default_factory=dict)       # stamp_ns -> monotonic time
     outputs: dict[int, NodeOutput] = field(default_factory=dict)  # stamp_ns -> answer
+    # UTM of the node's map-frame origin, from its latched ~/map_origin (0, 0: raw UTM)
+    origin_utm: tuple[float, float] = (0.0, 0.0)
 
     @property
     def dropped(self) -> list[int]:
@@ -167,9 +169,10 @@ def frames_from_outputs(plan: QueryPlan, play: PlayLog, map_utm: np.ndarray,
                         map_yaw: np.ndarray, top_k: int) -> ReplayFrames:
     """Turn the node's answers for the images with ground truth into rows of map indices.
 
-    The node's map row ids are used when the answer has them. Otherwise a candidate pose is
-    mapped back to the map row at exactly that position (the node copies
-    the map's float64 UTM into the pose); several rows at one position (e.g. several headings
+    The node's map row ids are used when the answer has them. Otherwise a candidate pose, with
+    the node's map origin (``play.origin_utm``) added back, is mapped to the map row at exactly
+    that position (the node publishes the map's float64 UTM minus an integer origin, which is
+    exact both ways); several rows at one position (e.g. several headings
     of one Pittsburgh place) are told apart by yaw, then by rank.
 
     Raises:
@@ -182,7 +185,8 @@ def frames_from_outputs(plan: QueryPlan, play: PlayLog, map_utm: np.ndarray,
         if out is None:
             continue
         k = min(top_k, len(out.scores))
-        rows = out.rows.tolist() if out.rows is not None else _map_rows(out, rows_at, map_yaw)
+        rows = (out.rows.tolist() if out.rows is not None
+                else _map_rows(out, play.origin_utm, rows_at, map_yaw))
         frames.indices[i, :k] = rows[:k]
         frames.scores[i, :k] = out.scores[:k]
         frames.answered[i] = True
@@ -197,10 +201,12 @@ def _rows_by_position(map_utm: np.ndarray) -> dict[tuple[float, float], list[int
     return rows
 
 
-def _map_rows(out: NodeOutput, rows_at: dict, map_yaw: np.ndarray) -> list[int]:
+def _map_rows(out: NodeOutput, origin_utm: tuple[float, float], rows_at: dict,
+              map_yaw: np.ndarray) -> list[int]:
     taken: set[int] = set()
     result = []
-    for (x, y), yaw in zip(out.xy.tolist(), out.yaw.tolist()):
+    utm = out.xy + np.asarray(origin_utm, np.float64)
+    for (x, y), yaw in zip(utm.tolist(), out.yaw.tolist()):
         rows = rows_at.get((x, y))
         if not rows:
             raise ReplayError(f'the node answered stamp {out.stamp_ns} with a place at ({x:.3f}, '

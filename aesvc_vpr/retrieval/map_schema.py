@@ -14,6 +14,7 @@ import re
 from typing import Any
 
 from aesvc_vpr.errors import MapError
+from aesvc_vpr.retrieval.map_origin import check_origin_field, ORIGIN_FIELD
 
 SCHEMA_VERSION = 2
 READABLE_VERSIONS = (1, 2)
@@ -28,6 +29,8 @@ REQUIRED_ROLES = ('raw', 'utm', 'yaw', 'stamps_ns', 'ids', 'paths')
 # written by MapDatabase.write itself; ``extra`` may not set them
 SCHEMA_FIELDS = ('schema_version', 'kind', 'backbone', 'head', 'count', 'raw_dim',
                  'embedding_dim', 'utm_zone', 'files', 'failed_images')
+# written by MapDatabase.write too, but absent from maps written before it (derived at load)
+OPTIONAL_SCHEMA_FIELDS = (ORIGIN_FIELD,)
 # optional facts callers add, with their types
 EXTRA_FIELDS: dict[str, type | tuple[type, ...]] = {
     'build': dict, 'source': str, 'head_training': dict, 'odom_frame': str, 'head_file': str,
@@ -106,7 +109,7 @@ def check_extra(extra: dict[str, Any], root: Path) -> None:
     Raises:
         MapError: names the offending keys.
     """
-    clash = sorted(set(extra) & set(SCHEMA_FIELDS))
+    clash = sorted(set(extra) & {*SCHEMA_FIELDS, *OPTIONAL_SCHEMA_FIELDS})
     if clash:
         raise MapError(f'{root}: extra map.json facts {clash} would overwrite schema fields')
     for key, kind in EXTRA_FIELDS.items():
@@ -163,6 +166,8 @@ def _check_types(meta: dict[str, Any], fail: Any) -> None:
         fail(f'files must be an object, got {type(meta["files"]).__name__}')
     if not isinstance(meta['failed_images'], list):
         fail('failed_images must be a list')
+    if ORIGIN_FIELD in meta and check_origin_field(meta[ORIGIN_FIELD]):
+        fail(check_origin_field(meta[ORIGIN_FIELD]))
     for key, kind in EXTRA_FIELDS.items():
         if key in meta and not isinstance(meta[key], kind):
             fail(f'{key} must be {_type_name(kind)}')

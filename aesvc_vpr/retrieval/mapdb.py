@@ -3,7 +3,8 @@
 Layout of a map directory (format version 2; version 1 maps still load)::
 
     map.json                  kind, schema version, backbone and head identity, count, dims,
-                              UTM zone, and for each role the file that holds it with its sha256
+                              UTM zone, the local frame's origin (``origin_utm``), and for each
+                              role the file that holds it with its sha256
     raw-<sha12>.npy           (N, D) float16 raw backbone embeddings: the source of truth
     embeddings-<sha12>.npy    (N, E) float32 projected full-size embeddings (only with a head)
     utm-, yaw-, stamps_ns-, ids-<sha12>.npy   (N, 2) UTM metres, (N,) ENU yaw rad, (N,) int ns,
@@ -31,6 +32,7 @@ import numpy as np
 from aesvc_vpr.backbone.protocol import Backbone
 from aesvc_vpr.common.fileio import sample_sha256_file, sha256_file
 from aesvc_vpr.errors import MapError
+from aesvc_vpr.retrieval.map_origin import derive_origin, ORIGIN_FIELD, recorded_origin
 from aesvc_vpr.retrieval.map_schema import (ARRAY_ROLES, check_extra, file_path, KEYFRAMES,
                                             LOCALIZATION, MAP_JSON, rebuild_hint, reindex_hint,
                                             SCHEMA_VERSION, validate)
@@ -69,6 +71,8 @@ class MapDatabase:
         self.ids: np.ndarray = arrays['ids']
         self.paths = paths
         self.partial = False      # loaded without its head file (see ``load``)
+        # (easting, northing) of the local frame's origin, checked against the utm file
+        self.origin_utm: tuple[float, float] = recorded_origin(root, meta, self.utm)
 
     @property
     def embeddings(self) -> np.ndarray:
@@ -179,7 +183,8 @@ class MapDatabase:
                     'backbone': {'name': backbone_name, 'fingerprint': backbone_fingerprint},
                     'head': head, 'count': n, 'raw_dim': int(raw16.shape[1]),
                     'embedding_dim': int(embedding_dim), 'utm_zone': utm_zone, 'files': files,
-                    'failed_images': list(failed_images), **(extra or {}),
+                    'failed_images': list(failed_images),
+                    ORIGIN_FIELD: list(derive_origin(arrays['utm'])), **(extra or {}),
                 }
                 meta = commit(root, meta)
             except OSError as err:

@@ -4,7 +4,9 @@ Images go out at bag time (their receive-time spacing) divided by the rate, with
 stamps unchanged, on ``<ns>/image`` or ``<ns>/image/compressed``. The node's answer is its
 ``~/ranked_candidates`` (PointCloud2: positions, yaw, score and map row of each candidate),
 keyed by its header stamp, so answers that finish out of order (``workers`` > 1) still land on
-their own image.
+their own image. The node's latched ``~/map_origin`` says where its map frame lies in UTM; it
+is waited for with the first answer and kept, so positions can be turned back into the map's
+UTM (``replay.live.frames_from_outputs``).
 """
 
 from __future__ import annotations
@@ -15,12 +17,13 @@ import time
 from typing import Any, Iterable, Iterator
 
 from builtin_interfaces.msg import Time
+from geometry_msgs.msg import TransformStamped
 import numpy as np
 import rclpy
 from rclpy.context import Context
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
-from rclpy.qos import QoSProfile, ReliabilityPolicy
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CompressedImage, Image, PointCloud2
 from std_msgs.msg import Header
 
@@ -55,6 +58,18 @@ class BagPlayer(Node):
         self._lock = threading.Lock()
         self.create_subscription(PointCloud2, cfg.topic('~/ranked_candidates'), self._on_ranked,
                                  OUTPUT_DEPTH)
+        self.origin_received = threading.Event()
+        latched = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
+                             durability=DurabilityPolicy.TRANSIENT_LOCAL)
+        self.create_subscription(TransformStamped, cfg.topic('~/map_origin'), self._on_origin,
+                                 latched)
+
+    def _on_origin(self, msg: TransformStamped) -> None:
+        """Keep the UTM of the node's map-frame origin (utm_frame -> map_frame translation)."""
+        translation = msg.transform.translation
+        with self._lock:
+            self.log.origin_utm = (translation.x, translation.y)
+        self.origin_received.set()
 
     def _on_ranked(self, msg: PointCloud2) -> None:
         """Keep one answer under its image stamp: arrival order does not matter."""
@@ -148,16 +163,17 @@ def _wait_ready(player: BagPlayer, first: BagMessage, cfg: PlayConfig,
     """Probe with the first image, restamped, until the node answers (model loaded, warm)."""
     deadline = time.monotonic() + cfg.startup_timeout_s
     log.info('waiting for %s to answer on %s', cfg.topic(''), cfg.topic('~/ranked_candidates'))
-    while not player.answered(WARMUP_STAMP_NS):
+    while not (player.answered(WARMUP_STAMP_NS) and player.origin_received.is_set()):
         if node is not None:
             node.check_alive()
         if time.monotonic() > deadline:
             raise VprError(
                 f'no answer from the node on {cfg.topic("~/ranked_candidates")} within '
-                f'{cfg.startup_timeout_s:.0f} s of publishing on {player.image_topic}; is it '
-                f'running in namespace {cfg.namespace!r} and active?'
+                f'{cfg.startup_timeout_s:.0f} s of publishing on {player.image_topic} (or no '
+                f'{cfg.topic("~/map_origin")}); is it running in namespace {cfg.namespace!r}, '
+                'in localization mode, and active?'
                 + (f' Its log ends with:\n{node.log_tail()}' if node is not None else ''))
-        if player.images.get_subscription_count() > 0:
+        if player.images.get_subscription_count() > 0 and not player.answered(WARMUP_STAMP_NS):
             player.publish(first, WARMUP_STAMP_NS)
         time.sleep(WARMUP_PERIOD_S)
     player.forget(WARMUP_STAMP_NS)

@@ -3,10 +3,12 @@
 ``odom`` (nav_msgs/Odometry) gives the distance travelled between frames: its path length is
 kept by ``loop.odometry.OdometryTrack`` and read at each frame's stamp. ``initialpose``
 (geometry_msgs/PoseWithCovarianceStamped, what RViz's "2D Pose Estimate" sends) in the map
-frame initialises the belief there and restricts the search to the prior's radius. With
-``filter.navsat``, sensor_msgs/NavSatFix on ``fix``, projected into the map's UTM zone,
-reweights the belief by a Gaussian around each fix. Bad
-messages are counted and logged with a throttle, never raised: the node keeps serving.
+frame (``frames.MapFrame``: local by default; or in ``frame.utm_frame``, raw UTM) initialises
+the belief there and restricts the search to the prior's radius; the filter works in the map's
+UTM, so the origin is added. With ``filter.navsat``, sensor_msgs/NavSatFix on ``fix``,
+projected into the map's UTM zone (already the filter's frame), reweights the belief by a
+Gaussian around each fix. Bad messages are counted and logged with a throttle, never raised:
+the node keeps serving.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from aesvc_vpr.common.stamps import stamp_ns
 from aesvc_vpr.errors import BagError
 from aesvc_vpr.loop.odometry import OdometryTrack
 from aesvc_vpr.retrieval.tracking import SequenceLocalizer
+from aesvc_vpr.ros.frames import MapFrame
 
 ODOM_DEPTH = 50             # odometry often comes at 100+ Hz; a burst must not be lost
 THROTTLE_S = 5.0
@@ -37,13 +40,16 @@ class FilterInputs:
     """The odometry and pose-prior subscriptions of localisation mode."""
 
     def __init__(self, node: LifecycleNode, tracker: SequenceLocalizer, lock: threading.Lock,
-                 map_frame: str, utm_zone: str = '') -> None:
-        """Prepare (not yet subscribe); ``lock`` guards ``tracker`` against the worker thread."""
+                 frame: MapFrame, utm_zone: str = '') -> None:
+        """Prepare (not yet subscribe); ``lock`` guards ``tracker`` against the worker thread.
+
+        The tracker works in the map's UTM: a prior in ``frame.map_frame`` gets its origin added.
+        """
         self._node = node
         self._utm_zone = utm_zone
         self._tracker = tracker
         self._lock = lock
-        self._map_frame = map_frame
+        self._frame = frame
         self._odometry = OdometryTrack()
         self._odom_lock = threading.Lock()
         self._subscriptions: list[Any] = []
@@ -101,8 +107,9 @@ class FilterInputs:
         covariance = msg.pose.covariance
         sigma_m = math.sqrt(max(covariance[0], covariance[7], 0.0))
         reason = ''
-        if frame and frame != self._map_frame:
-            reason = f'frame {frame!r} is not the map frame {self._map_frame!r}'
+        map_frame, utm_frame = self._frame.map_frame, self._frame.cfg.utm_frame
+        if frame and frame not in (map_frame, utm_frame):
+            reason = f'frame {frame!r} is neither the map frame {map_frame!r} nor {utm_frame!r}'
         elif not np.isfinite(xy).all() or not math.isfinite(sigma_m):
             reason = 'non-finite position or covariance'
         elif sigma_m <= 0 and not self._tracker.cfg.prior_sigma_m:
@@ -113,11 +120,12 @@ class FilterInputs:
                                             throttle_duration_sec=THROTTLE_S)
             return
         self.counters['priors_received'] += 1
+        utm_xy = xy if frame == utm_frame != map_frame else self._frame.to_utm(xy)
         with self._lock:
-            places = self._tracker.set_prior(xy, sigma_m)
+            places = self._tracker.set_prior(utm_xy, sigma_m)
         self._node.get_logger().info(
-            f'pose prior at ({xy[0]:.1f}, {xy[1]:.1f}) sigma {sigma_m:.1f} m: {places} places'
-            + ('' if places else ' (off the map: ignored)'))
+            f'pose prior at ({xy[0]:.1f}, {xy[1]:.1f}) in {frame or map_frame} sigma '
+            f'{sigma_m:.1f} m: {places} places' + ('' if places else ' (off the map: ignored)'))
 
     def _on_fix(self, msg: NavSatFix) -> None:
         """Weigh a GPS fix into the belief (a Gaussian around its UTM position)."""

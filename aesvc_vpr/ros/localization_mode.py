@@ -32,6 +32,7 @@ from aesvc_vpr.retrieval.localizer import Localization, Localizer
 from aesvc_vpr.retrieval.place_filter import BeliefSummary
 from aesvc_vpr.retrieval.tracking import SequenceLocalizer
 from aesvc_vpr.ros.filter_inputs import FilterInputs
+from aesvc_vpr.ros.frames import MapFrame, OriginPublisher
 from aesvc_vpr.ros.outputs import Outputs
 from aesvc_vpr.ros.params import NodeSettings
 from aesvc_vpr.ros.worker import LatestFrameWorker
@@ -58,7 +59,11 @@ class LocalizationMode:
         self.match_cfg = s.match
         self.prefix_error = ''               # the last failed re-index, for /diagnostics
         self._node = node
-        self._outputs = Outputs(node, self.localizer.mapdb, s.node.map_frame)
+        mapdb = self.localizer.mapdb
+        self.frame = MapFrame(s.frame, s.node.map_frame, mapdb.origin_utm)
+        self._origin = OriginPublisher(node, self.frame)
+        self._origin.publish()
+        self._outputs = Outputs(node, mapdb, self.frame)
         self._last_places_s = 0.0
         # newest requested prefix wins; its own thread keeps the executor free while indexing
         self._reindex = LatestFrameWorker(self._set_search, lambda: None, lambda: 0.0,
@@ -66,7 +71,7 @@ class LocalizationMode:
         self._reindex.start()
         self._lock = threading.Lock()     # worker thread (frames) vs executor (priors, params)
         self.tracker = SequenceLocalizer(self.localizer, s.filter)
-        self._inputs = FilterInputs(node, self.tracker, self._lock, s.node.map_frame,
+        self._inputs = FilterInputs(node, self.tracker, self._lock, self.frame,
                                     self.localizer.mapdb.utm_zone)
         self._belief: BeliefSummary | None = None
         self._calibration, self._calibration_state = self._load_calibration(s)
@@ -78,7 +83,9 @@ class LocalizationMode:
         loc = self.localizer
         return (f'backbone {loc.backbone.name} on {loc.backbone.device} '
                 f'({self.settings.backbone.runtime}), map {loc.mapdb.root} with '
-                f'{loc.mapdb.count} places, prefix {loc.prefix_dim}, mode localization')
+                f'{loc.mapdb.count} places, prefix {loc.prefix_dim}, mode localization, '
+                f'positions in {self.frame.map_frame} ({self.frame.cfg.mode}: '
+                f'{self.frame.cfg.utm_frame} + {self.frame.offset.tolist()})')
 
     @property
     def max_prefix_dim(self) -> tuple[int, str]:
@@ -161,7 +168,9 @@ class LocalizationMode:
             'map_size': loc.mapdb.count, 'prefix_dim': loc.prefix_dim, 'index': loc.index_type,
             'backbone': loc.backbone.name, 'device': loc.backbone.device,
             'runtime': self.settings.backbone.runtime,
-            'prefix_dim_requested': self.settings.search.prefix_dim}
+            'prefix_dim_requested': self.settings.search.prefix_dim,
+            'frame': f'{self.frame.map_frame} ({self.frame.cfg.mode})',
+            'map_origin_utm': ' '.join(f'{v:.1f}' for v in self.frame.offset)}
         if self.prefix_error:
             values['prefix_error'] = self.prefix_error
         values.update(self._filter_diagnostics())
@@ -228,3 +237,4 @@ class LocalizationMode:
         self._reindex.stop()
         self._inputs.stop()
         self._outputs.destroy()
+        self._origin.destroy()

@@ -1,8 +1,9 @@
 """ROS messages from a Localization: poses, covariance, scores, RViz markers and diagnostics.
 
-Positions are map coordinates (x = UTM easting, y = UTM northing, metres) in ``map_frame``; yaw is
-the map image's heading about +z (REP-103: x east, y north, counter-clockwise). Every message of
-one query carries the query image's header.stamp.
+Positions are in ``map_frame`` (x east, y north, metres: UTM minus the map's origin, or raw UTM
+with ``frame.mode: utm``; ``frames.py`` shifts them before they get here); yaw is the map image's
+heading about +z (REP-103: x east, y north, counter-clockwise). Every message of one query
+carries the query image's header.stamp.
 
 Covariance mapping (documented in docs/node.md): a match with cosine score ``s`` gets
 ``sigma_xy = radius_m / max(s, 0.05)`` and ``sigma_yaw = min(pi / 8 / max(s, 0.05), pi)``, so a
@@ -76,7 +77,7 @@ def candidates_msgs(loc: Localization, stamp: Time,
     return poses, scores
 
 
-# ~/ranked_candidates: one point per candidate, rank order; float64 positions keep UTM to the mm
+# ~/ranked_candidates: one point per candidate, rank order; float64 positions exact (even raw UTM)
 CANDIDATE_DTYPE = np.dtype([('x', '<f8'), ('y', '<f8'), ('z', '<f8'), ('yaw', '<f4'),
                             ('score', '<f4'), ('map_row', '<i4')])
 _POINT_FIELD_TYPES = {np.dtype('<f8'): PointField.FLOAT64, np.dtype('<f4'): PointField.FLOAT32,

@@ -1,4 +1,7 @@
-"""The node's result publishers, created on configure and enabled while the node is active."""
+"""The node's result publishers, created on configure and enabled while the node is active.
+
+Positions leave in ``map_frame`` (``frames.MapFrame``: local by default, or raw UTM).
+"""
 
 from __future__ import annotations
 
@@ -14,6 +17,7 @@ from aesvc_vpr.config import MatchConfig
 from aesvc_vpr.retrieval.localizer import Localization
 from aesvc_vpr.retrieval.mapdb import MapDatabase
 from aesvc_vpr.ros import messages
+from aesvc_vpr.ros.frames import MapFrame
 
 DEPTH = 10
 
@@ -21,13 +25,15 @@ DEPTH = 10
 class Outputs:
     """~/place_match, ~/candidates, ~/candidate_scores, ~/ranked_candidates and ~/markers."""
 
-    def __init__(self, node: LifecycleNode, mapdb: MapDatabase, frame_id: str) -> None:
+    def __init__(self, node: LifecycleNode, mapdb: MapDatabase, frame: MapFrame) -> None:
         """Create the (still disabled) lifecycle publishers of ``node`` for this map."""
         self._node = node
-        self._frame_id = frame_id
-        self._scale_m = messages.marker_scale_m(mapdb.utm)
+        self._frame = frame
+        self._frame_id = frame_id = frame.map_frame
+        places = frame.to_map(mapdb.utm)
+        self._scale_m = messages.marker_scale_m(places)
         # built once: 10k Point objects take tens of ms; each re-send only restamps it
-        self._places = messages.place_markers(mapdb.utm, Time(), frame_id, self._scale_m)
+        self._places = messages.place_markers(places, Time(), frame_id, self._scale_m)
         self._publishers = [
             node.create_lifecycle_publisher(PoseWithCovarianceStamped, '~/place_match', DEPTH),
             node.create_lifecycle_publisher(PoseArray, '~/candidates', DEPTH),
@@ -52,6 +58,8 @@ class Outputs:
         ``xy_covariance`` when the map is calibrated. ``probability`` (calibrated maps only)
         goes to ~/place_probability, in the same order as ~/candidate_scores.
         """
+        loc = self._frame.localization(loc)
+        estimate = self._frame.localization(estimate)
         best = estimate or loc
         confident = probability is None or probability >= match_cfg.min_probability
         if best.matches and best.matches[0].score >= match_cfg.min_score and confident:

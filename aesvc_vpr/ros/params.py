@@ -23,6 +23,7 @@ RELIABILITIES = ('auto', 'reliable', 'best_effort')
 TRANSPORTS = ('raw', 'compressed')
 MAX_WORKERS = 16
 MIN_RATE_HZ = 0.1              # a lower cap would hold the next frame for minutes
+FRAME_MODES = ('local', 'utm')
 
 
 @dataclass(frozen=True)
@@ -73,6 +74,23 @@ class NodeConfig:
 
 
 @dataclass(frozen=True)
+class FrameConfig:
+    """The frame positions are published in (docs/node.md, Frames; ``ros/frames.py``)."""
+
+    # local: metres from the map's origin_utm (its first place rounded to 1 km), exact in the
+    # float32 of RViz markers; utm: raw UTM easting/northing (float32 jitters ~0.5 m at 4e6 m)
+    mode: str = 'local'
+    utm_frame: str = 'utm'         # parent of map_frame in the static transform to UTM
+
+    def __post_init__(self) -> None:
+        """Refuse an unknown mode or an empty frame name."""
+        if self.mode not in FRAME_MODES:
+            raise ConfigError(f'frame.mode must be one of {FRAME_MODES}, got {self.mode!r}')
+        if not self.utm_frame:
+            raise ConfigError('frame.utm_frame must not be empty')
+
+
+@dataclass(frozen=True)
 class NodeSettings:
     """Everything the node is configured with, one dataclass per component."""
 
@@ -82,11 +100,12 @@ class NodeSettings:
     node: NodeConfig
     loop_closure: LoopClosureConfig
     filter: FilterConfig = FilterConfig()   # noqa: A003 (the parameter group is named filter)
+    frame: FrameConfig = FrameConfig()
 
 
 _SECTIONS = {'backbone': BackboneConfig, 'search': SearchConfig, 'match': MatchConfig,
              'node': NodeConfig, 'loop_closure': LoopClosureConfig,
-             'filter': FilterConfig}
+             'filter': FilterConfig, 'frame': FrameConfig}
 
 
 @dataclass(frozen=True)
@@ -255,6 +274,13 @@ PARAMS += (
           'calibrated probability (uncalibrated maps ignore it)', limits=(0.0, 1.0)),
     Param('filter.navsat', "weigh in sensor_msgs/NavSatFix on 'fix', projected to the map's UTM "
           'zone', read_only=True),
+)
+# the published frame (docs/node.md, Frames)
+PARAMS += (
+    Param('frame.mode', "local (metres from the map's origin_utm, published on ~/map_origin "
+          'and /tf_static) | utm (raw UTM easting/northing)', read_only=True),
+    Param('frame.utm_frame', 'parent frame of map_frame in the static transform to UTM',
+          read_only=True),
 )
 PARAMS_BY_NAME = {p.name: p for p in PARAMS}
 

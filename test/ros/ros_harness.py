@@ -151,6 +151,11 @@ class Harness:
         self.tester.destroy_node()
 
 
+def local_xy(mapdb: Any) -> np.ndarray:
+    """(N, 2) map places as the node publishes them by default: UTM minus the map's origin."""
+    return mapdb.utm - np.array(mapdb.origin_utm)
+
+
 def image_msg(rgb: np.ndarray, sec: int, nanosec: int = 0, encoding: str = 'rgb8') -> Image:
     msg = Image(height=rgb.shape[0], width=rgb.shape[1], encoding=encoding,
                 step=rgb.shape[1] * 3, data=rgb.tobytes())

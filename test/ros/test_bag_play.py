@@ -55,6 +55,10 @@ def test_spawned_node_agrees_with_offline_replay_frame_by_frame(tmp_path):
     assert len(played.sent_s) == 12
     assert played.dropped == []                 # slow enough: every frame answered
     _assert_same_matches(live, offline, played.dropped)
+    # the node's latched ~/map_origin arrived: its local positions plus it are the map's UTM
+    assert played.origin_utm == scene.mapdb.origin_utm != (0.0, 0.0)
+    for out in played.outputs.values():
+        np.testing.assert_array_equal(out.xy + played.origin_utm, scene.mapdb.utm[out.rows])
     assert live.indices[:, 0].tolist() == offline.indices[:, 0].tolist()
     # and therefore the same scores through the same scoring code
     live_scores = score_replay(live, scene.mapdb.utm, 25.0)

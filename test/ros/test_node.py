@@ -9,7 +9,7 @@ import cv2
 from image_samples import place_image
 import numpy as np
 from rclpy.lifecycle import TransitionCallbackReturn
-from ros_harness import compressed_msg, Harness, image_msg, PLACES
+from ros_harness import compressed_msg, Harness, image_msg, local_xy, PLACES
 import torch
 
 from aesvc_vpr.config import MatchConfig
@@ -19,7 +19,7 @@ from aesvc_vpr.ros import messages
 def assert_best_is(h, small_map, candidates, scores, place: int) -> None:
     assert candidates.header.frame_id == 'map'
     best = candidates.poses[0]
-    assert (best.position.x, best.position.y) == tuple(small_map.utm[place])
+    assert (best.position.x, best.position.y) == tuple(local_xy(small_map)[place])
     yaw = small_map.yaw[place]
     assert math.isclose(best.orientation.z, math.sin(yaw / 2), abs_tol=1e-9)
     assert math.isclose(best.orientation.w, math.cos(yaw / 2), abs_tol=1e-9)
@@ -39,7 +39,7 @@ def test_raw_frames_match_their_places_and_compressed_ones_are_not_read(harness,
         match = h.wait_for(lambda: [m for m in h.received['match']
                                     if m.header.stamp.sec == 100 + place], 'place_match')[0]
         assert match.header.stamp.nanosec == 7 and match.header.frame_id == 'map'
-        assert match.pose.pose.position.x == small_map.utm[place, 0]
+        assert match.pose.pose.position.x == local_xy(small_map)[place, 0]
         covariance = np.reshape(match.pose.covariance, (6, 6))
         assert covariance[0, 0] == covariance[1, 1] > 0
         ranked = h.wait_for(lambda: [m for m in h.received['ranked']

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from ros_harness import Harness, image_msg
+from ros_harness import Harness, image_msg, local_xy
 
 from aesvc_vpr.backbone.registry import load_backbone
 from aesvc_vpr.config import BackboneConfig, OnnxConfig
@@ -55,7 +55,7 @@ def test_node_localizes_real_frames_as_the_core_does(ros_context, corridor, shar
             h.image_pub.publish(image_msg(frames[i], 1000 + q))
             candidates, scores = h.wait_result(1000 + q)
             best = candidates.poses[0].position
-            assert (best.x, best.y) == tuple(mapdb.utm[expected[i]]), q
+            assert (best.x, best.y) == tuple(local_xy(mapdb)[expected[i]]), q
             assert np.isclose(scores.data[0], (units[i] @ stored[expected[i]]), atol=1e-3)
         correct = sum(int(expected[i]) in positives[i] for i in range(len(FRAMES)))
         assert correct >= 3, f'only {correct} of {len(FRAMES)} real frames localized'
@@ -63,6 +63,6 @@ def test_node_localizes_real_frames_as_the_core_does(ros_context, corridor, shar
         h.image_pub.publish(image_msg(read_rgb(data.database.paths[40]), 2000))
         candidates, scores = h.wait_result(2000)
         assert (candidates.poses[0].position.x, scores.data[0] > 0.999) == (
-            mapdb.utm[40, 0], True)
+            local_xy(mapdb)[40, 0], True)
     finally:
         h.close()

@@ -22,6 +22,7 @@ KNOWN_KEYS = {
     'geometry_msgs', 'nav_msgs', 'std_msgs', 'std_srvs', 'diagnostic_msgs',
     'visualization_msgs', 'ament_index_python', 'launch', 'launch_ros', 'ament_copyright',
     'ament_flake8', 'ament_pep257', 'ament_xmllint',
+    'tf2_ros_py',               # geometry2's Python tf2_ros (the C++ tf2_ros has no module)
     # rosdep/python.yaml, long-standing system-package keys
     'python3-numpy', 'python3-opencv', 'python3-scipy', 'python3-tqdm', 'python3-matplotlib',
     'python3-pil', 'python3-pytest',
@@ -38,7 +39,7 @@ IMPORTS = {
     'geometry_msgs': 'geometry_msgs', 'nav_msgs': 'nav_msgs', 'std_msgs': 'std_msgs',
     'std_srvs': 'std_srvs', 'diagnostic_msgs': 'diagnostic_msgs',
     'visualization_msgs': 'visualization_msgs', 'ament_index_python': 'ament_index_python',
-    'launch': 'launch', 'launch_ros': 'launch_ros',
+    'launch': 'launch', 'launch_ros': 'launch_ros', 'tf2_ros': 'tf2_ros_py',
     'numpy': 'python3-numpy', 'cv2': 'python3-opencv', 'scipy': 'python3-scipy',
     'tqdm': 'python3-tqdm', 'matplotlib': 'python3-matplotlib', 'PIL': 'python3-pil',
     'utm': 'python3-utm', 'torch': 'python3-torch', 'faiss': 'python3-faiss',

@@ -51,6 +51,20 @@ def test_answers_map_back_to_rows_and_dropped_frames_are_misses():
     assert scores.queries - scores.answered == 1
 
 
+def test_answers_in_the_local_map_frame_get_the_origin_added_back():
+    far = MAP_UTM + [585_512.37, 4_000_700.29]           # a real UTM map, cm positions
+    origin = (586_000.0, 4_001_000.0)                    # its origin, as ~/map_origin says
+    plan = _plan([10], [0.0])
+    play = PlayLog(sent_s={10: 1.0}, origin_utm=origin)
+    play.outputs[10] = NodeOutput(10, far[[3, 2, 0]] - origin, np.array([0.0, -2.0, 0.0]),
+                                  np.array([0.9, 0.5, 0.1], np.float32), 1.5)
+    frames = frames_from_outputs(plan, play, far, MAP_YAW, top_k=3)
+    assert frames.indices.tolist() == [[3, 2, 0]]      # exact float64 matches, no tolerance
+    play.origin_utm = (0.0, 0.0)                         # local positions taken for UTM
+    with pytest.raises(VprError, match='not in this map'):
+        frames_from_outputs(plan, play, far, MAP_YAW, top_k=3)
+
+
 def test_an_answer_from_another_map_is_an_error():
     plan = _plan([10], [0.0])
     play = PlayLog(sent_s={10: 1.0})
