@@ -29,6 +29,11 @@ interleaved in the same rounds, and prints the ViT's time over the ONNX model's 
 ``--busy N`` starts N processes that each spin one core for the whole run, as the rest of a
 robot's software does: torch's OpenMP threads spin and wait for each other when a core is taken,
 so a runtime's speed on an idle machine does not tell how it holds up beside other work.
+``--busy`` and ``--threads`` take several values: each (busy, threads) column then runs in turn
+in the same process, so idle and busy figures come from one run:
+
+    .venv/bin/python benchmarks/bench_backbone.py --models vit_small_patch14_dinov2 --sizes 224 \
+        --batches 1 --runtimes torch-fp32 onnx-fp32 onnx-int8 --busy 0 1 --threads 2 1
 """
 
 from __future__ import annotations
@@ -224,7 +229,7 @@ def main() -> None:
     parser.add_argument('--calls', type=int, default=3,
                         help='timed calls per runtime and round, after one untimed call')
     parser.add_argument('--warmup', type=int, default=2)
-    parser.add_argument('--threads', type=int, default=os.cpu_count() or 1)
+    parser.add_argument('--threads', type=int, nargs='+', default=[os.cpu_count() or 1])
     parser.add_argument('--per-set', type=int, default=20, help='real images per image set')
     parser.add_argument('--data', type=Path, default=Path(
         os.environ.get('AESVC_VPR_DATA', REPO.parent / 'shared' / 'data')))
@@ -235,11 +240,21 @@ def main() -> None:
                         help='its value scaling (backbone.onnx.preset)')
     parser.add_argument('--onnx-runtimes', nargs='+', default=['onnx-fp32', 'openvino-fp32'],
                         choices=[r for r in RUNTIMES if not r.startswith('torch')])
-    parser.add_argument('--busy', type=int, default=0,
-                        help='competing processes, each spinning one core, during the timing')
+    parser.add_argument('--busy', type=int, nargs='+', default=[0],
+                        help='competing processes, each spinning one core, during the timing; '
+                             'several values run one column each')
     args = parser.parse_args()
-    torch.set_num_threads(args.threads)
     images, used = real_images(args.data, args.per_set)
+    for busy_count in args.busy:
+        for threads in args.threads:
+            column = argparse.Namespace(**{**vars(args), 'busy': busy_count,
+                                           'threads': threads})
+            bench_column(column, images, used)
+
+
+def bench_column(args: argparse.Namespace, images: list[np.ndarray], used: list[str]) -> None:
+    """Time every (model, size) with ``args.threads`` threads beside ``args.busy`` spinners."""
+    torch.set_num_threads(args.threads)
     rate = matmul_gflops_per_s()   # at the thread count set above, before --busy starts
     context = {'images': used, 'matmul_gflops_per_s': rate, 'run': {
         'threads': args.threads, 'busy_processes': args.busy,

@@ -2,7 +2,8 @@
 
 Each entry's default is the matching dataclass field (``backbone.*`` -> BackboneConfig,
 ``search.*`` -> SearchConfig, ``match.*`` -> MatchConfig, plain names -> NodeConfig), so CLI,
-checkpoints and the node cannot drift apart. Validation is the dataclasses' ``__post_init__``:
+checkpoints and the node cannot drift apart. The one exception is stated in its entry
+(``node_default``): ``backbone.runtime``, onnx-fp32 in the node (see ``NODE_RUNTIME``). Validation is the dataclasses' ``__post_init__``:
 a run-time change goes through ``dataclasses.replace`` and a ConfigError becomes the refusal
 reason. This module loads without ROS; only ``descriptors`` imports rcl_interfaces.
 """
@@ -23,6 +24,12 @@ RELIABILITIES = ('auto', 'reliable', 'best_effort')
 TRANSPORTS = ('raw', 'compressed')
 MAX_WORKERS = 16
 MIN_RATE_HZ = 0.1              # a lower cap would hold the next frame for minutes
+# The node runs ONNX Runtime fp32, the CLI (map building) torch-fp32: on a CPU beside other
+# processes torch-fp32 was the slowest runtime in every column, onnx-fp32 1.3-1.8x faster with
+# descriptors equal to it (max abs diff ~1e-6; benchmarks/README.md, issue 18), and the runtime
+# is not part of the backbone fingerprint, so a map built with either serves the node. Map
+# building keeps torch-fp32: it runs on GPUs too, needs no export, and covers ViT-g (> 2 GB).
+NODE_RUNTIME = 'onnx-fp32'
 FRAME_MODES = ('local', 'utm')
 
 
@@ -116,6 +123,7 @@ class Param:
     description: str
     read_only: bool = False
     limits: tuple[float, ...] = ()
+    node_default: Any = None       # the node's default where it differs from the dataclass
 
     @property
     def section(self) -> str:
@@ -135,6 +143,8 @@ class Param:
     @property
     def default(self) -> Any:
         """Return the dataclass default of the parameter; a tuple as a list, as ROS arrays come."""
+        if self.node_default is not None:
+            return self.node_default
         value: Any = _SECTIONS[self.section]()
         for part in self.path:
             value = getattr(value, part)
@@ -152,7 +162,9 @@ PARAMS = (
     Param('backbone.gem_p', 'GeM power for the gem descriptors; must match the map',
           read_only=True, limits=(0.1, 100.0)),
     Param('backbone.device', 'torch device, e.g. cpu or cuda:0', read_only=True),
-    Param('backbone.runtime', ' | '.join(RUNTIMES), read_only=True),
+    Param('backbone.runtime', ' | '.join(RUNTIMES) + '; onnx-fp32 (the node default) and '
+          'openvino run on the cpu only, torch-fp32 also on backbone.device cuda',
+          read_only=True, node_default=NODE_RUNTIME),
     Param('backbone.calibration_images', "image folder openvino-int8 calibrates on; '' renders "
           'street views', read_only=True),
     Param('backbone.allow_download', "fetch Meta's checkpoint when no weights are found "
@@ -300,7 +312,8 @@ def settings_from_values(values: Mapping[str, Any]) -> NodeSettings:
     if unknown:
         raise ConfigError(f'unknown parameters {unknown}; known: {sorted(PARAMS_BY_NAME)}')
     fields: dict[str, dict[str, Any]] = {section: {} for section in _SECTIONS}
-    for name, value in values.items():
+    node_defaults = {p.name: p.node_default for p in PARAMS if p.node_default is not None}
+    for name, value in {**node_defaults, **values}.items():
         param = PARAMS_BY_NAME[name]
         group = fields[param.section]
         for part in param.path[:-1]:   # nested groups (backbone.onnx.*) become dicts

@@ -52,6 +52,28 @@ def test_runtime_within_its_tolerance_of_fp32(tiny, runtime) -> None:
         assert np.abs(out - reference).max() > 1e-6
 
 
+def test_a_map_built_by_the_cli_default_serves_the_node_default_runtime(tiny) -> None:
+    from aesvc_vpr.ros.params import PARAMS_BY_NAME   # ROS-free module: the node's table
+
+    cli, node = BackboneConfig().runtime, PARAMS_BY_NAME['backbone.runtime'].default
+    assert (cli, node) == ('torch-fp32', 'onnx-fp32')
+    database, queries = images(12), images(4, seed=1)
+    def unit(rows: np.ndarray) -> np.ndarray:
+        return rows / np.linalg.norm(rows, axis=1, keepdims=True)
+
+    map_rows = unit(backbone(tiny, runtime=cli, batch_size=4).embed(database))
+    node_bb = backbone(tiny, runtime=node)
+    assert node_bb.fingerprint == backbone(tiny, runtime=cli).fingerprint   # the map accepts it
+    found = unit(node_bb.embed(queries)) @ map_rows.T                 # cosines, as the index
+    expected = unit(backbone(tiny, runtime=cli).embed(queries)) @ map_rows.T
+    assert np.abs(found - expected).max() < 1e-5
+    gaps = np.diff(-np.sort(-expected, 1), axis=1)     # ranks more than 1e-5 apart stay put
+    separated = np.all(np.abs(gaps) > 1e-5, axis=1)
+    assert separated.any()
+    np.testing.assert_array_equal(np.argsort(-found, 1)[separated],
+                                  np.argsort(-expected, 1)[separated])
+
+
 def test_runner_kinds_follow_the_config(tiny) -> None:
     assert isinstance(backbone(tiny).runner, TorchRunner)
     assert backbone(tiny, runtime='torch-bf16').runner.bf16
