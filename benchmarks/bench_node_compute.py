@@ -35,6 +35,8 @@ from aesvc_vpr.retrieval.encoder import Encoder
 from aesvc_vpr.retrieval.localizer import Localization, Localizer
 from aesvc_vpr.retrieval.mapdb import MapDatabase
 from aesvc_vpr.ros import messages
+from aesvc_vpr.ros.frames import MapFrame
+from aesvc_vpr.ros.params import FrameConfig
 from aesvc_vpr.ros.node import share_cores
 
 STAGES = ('decode', 'preprocess', 'backbone', 'search', 'messages')
@@ -51,15 +53,19 @@ def camera_frame(width: int, height: int, seed: int) -> Image:
     return msg
 
 
-def output_messages(loc: Localization, stamp: Time, scale_m: float) -> None:
+def output_messages(loc: Localization, stamp: Time, scale_m: float,
+                    frame: MapFrame | None = None) -> None:
     """Build every message the node publishes for one frame (what Outputs.publish builds)."""
+    if frame is not None:
+        loc = frame.localization(loc)     # UTM -> the local map frame, as the node does
     messages.place_match_msg(loc, stamp, 'map', 25.0)
     messages.candidates_msgs(loc, stamp, 'map')
     messages.match_markers(loc, stamp, 'map', scale_m)
     messages.ranked_candidates_msg(loc, stamp, 'map')
 
 
-def stage_times(localizer: Localizer, msg: Image, scale_m: float) -> dict[str, float]:
+def stage_times(localizer: Localizer, msg: Image, scale_m: float,
+                frame: MapFrame | None = None) -> dict[str, float]:
     """Run one frame through the node's stages; seconds per stage."""
     backbone = localizer.backbone
     clock = [time.perf_counter()]
@@ -78,7 +84,7 @@ def stage_times(localizer: Localizer, msg: Image, scale_m: float) -> dict[str, f
     out['backbone'] = lap()
     loc = localizer.search(localizer.encoder.project(raw), [1_000_000_000])[0]
     out['search'] = lap()
-    output_messages(loc, msg.header.stamp, scale_m)
+    output_messages(loc, msg.header.stamp, scale_m, frame)
     out['messages'] = lap()
     return out
 
@@ -97,11 +103,12 @@ def bench(runtime: str, args: argparse.Namespace, root: Path) -> dict:
                           MatchConfig(top_k=args.top_k))
     msg = camera_frame(args.width, args.height, args.seed)
     scale_m = messages.marker_scale_m(mapdb.utm)
+    frame = MapFrame(FrameConfig(), 'map', mapdb.origin_utm)
     for _ in range(args.warmup):
-        stage_times(localizer, msg, scale_m)
+        stage_times(localizer, msg, scale_m, frame)
     samples = {stage: [] for stage in STAGES}
     for _ in range(args.rounds):
-        for stage, seconds in stage_times(localizer, msg, scale_m).items():
+        for stage, seconds in stage_times(localizer, msg, scale_m, frame).items():
             samples[stage].append(seconds * 1e3)
     medians = {stage: round(float(np.median(v)), 2) for stage, v in samples.items()}
     totals = np.sum([samples[s] for s in STAGES], axis=0)
