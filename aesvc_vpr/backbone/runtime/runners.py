@@ -56,6 +56,9 @@ class TorchRunner:
         return out.float().cpu().numpy()
 
 
+ORT_SPINNING = 'session.intra_op.allow_spinning'
+
+
 class OnnxRunner:
     """An ONNX Runtime CPU session over an exported DescriptorNet or a user's ONNX model."""
 
@@ -64,6 +67,10 @@ class OnnxRunner:
         options = ort.SessionOptions()
         options.intra_op_num_threads = torch.get_num_threads()
         options.log_severity_level = 3
+        # Threads wait without spinning: beside other processes (a robot's), spinning threads
+        # hold cores the others need; ViT-S/14 with 2 threads ran 1.3-1.7x faster without it at
+        # load 6-11 on 2 cores, same outputs (bench_ort_spinning.py, benchmarks/README.md)
+        options.add_session_config_entry(ORT_SPINNING, '0')
         self.path = path
         try:
             self.session = ort.InferenceSession(str(path), options,

@@ -87,6 +87,13 @@ def test_runner_kinds_follow_the_config(tiny) -> None:
     assert runner.path.with_suffix('.bin').is_file()
 
 
+def test_onnx_runtime_threads_wait_without_spinning(tiny) -> None:
+    from aesvc_vpr.backbone.runtime.runners import ORT_SPINNING
+
+    options = backbone(tiny, runtime='onnx-fp32').runner.session.get_session_options()
+    assert options.get_session_config_entry(ORT_SPINNING) == '0'
+
+
 def test_onnx_files_are_cached_beside_the_weights_and_keyed(tiny) -> None:
     first = backbone(tiny, runtime='onnx-fp32').runner.path
     weights = load_weights(tiny.hf_dir, tiny_arch(tiny.registers))
