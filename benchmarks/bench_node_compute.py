@@ -36,8 +36,8 @@ from aesvc_vpr.retrieval.localizer import Localization, Localizer
 from aesvc_vpr.retrieval.mapdb import MapDatabase
 from aesvc_vpr.ros import messages
 from aesvc_vpr.ros.frames import MapFrame
-from aesvc_vpr.ros.params import FrameConfig
 from aesvc_vpr.ros.node import share_cores
+from aesvc_vpr.ros.params import FrameConfig
 
 STAGES = ('decode', 'preprocess', 'backbone', 'search', 'messages')
 

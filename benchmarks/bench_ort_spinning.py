@@ -18,6 +18,7 @@ import os
 from pathlib import Path
 import time
 
+from bench_backbone import start_busy
 import numpy as np
 
 from aesvc_vpr.backbone.dinov2 import DinoV2Backbone
@@ -26,11 +27,9 @@ from aesvc_vpr.backbone.weights import random_weights
 from aesvc_vpr.common.provenance import provenance
 from aesvc_vpr.config import BackboneConfig
 
-from bench_backbone import start_busy
-
 
 def session(path: Path, threads: int, spin: bool):
-    """An ONNX Runtime CPU session with ``threads`` intra-op threads, spinning or not."""
+    """Open an ONNX Runtime CPU session with ``threads`` intra-op threads, spinning or not."""
     import onnxruntime as ort
 
     options = ort.SessionOptions()

@@ -3,9 +3,10 @@
 Each entry's default is the matching dataclass field (``backbone.*`` -> BackboneConfig,
 ``search.*`` -> SearchConfig, ``match.*`` -> MatchConfig, plain names -> NodeConfig), so CLI,
 checkpoints and the node cannot drift apart. The one exception is stated in its entry
-(``node_default``): ``backbone.runtime``, onnx-fp32 in the node (see ``NODE_RUNTIME``). Validation is the dataclasses' ``__post_init__``:
-a run-time change goes through ``dataclasses.replace`` and a ConfigError becomes the refusal
-reason. This module loads without ROS; only ``descriptors`` imports rcl_interfaces.
+(``node_default``): ``backbone.runtime``, onnx-fp32 in the node (see ``NODE_RUNTIME``).
+Validation is the dataclasses' ``__post_init__``: a run-time change goes through
+``dataclasses.replace`` and a ConfigError becomes the refusal reason. This module loads
+without ROS; only ``descriptors`` imports rcl_interfaces.
 """
 
 from __future__ import annotations

@@ -58,6 +58,7 @@ def test_a_map_built_by_the_cli_default_serves_the_node_default_runtime(tiny) ->
     cli, node = BackboneConfig().runtime, PARAMS_BY_NAME['backbone.runtime'].default
     assert (cli, node) == ('torch-fp32', 'onnx-fp32')
     database, queries = images(12), images(4, seed=1)
+
     def unit(rows: np.ndarray) -> np.ndarray:
         return rows / np.linalg.norm(rows, axis=1, keepdims=True)
 
