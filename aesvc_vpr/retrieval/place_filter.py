@@ -256,7 +256,7 @@ class PlaceFilter:
         return self.cfg.speed_mps * (stamp_ns - last_ns) * 1e-9
 
     def _forget_places(self) -> None:
-        """A move longer than the map (a long gap, a paused bag): every place is possible.
+        """Make the belief uniform after a move longer than the map (a long gap, a paused bag).
 
         The motion model keeps no information then, and its neighbour graph would hold every
         pair of places (N squared); the belief becomes uniform instead.
