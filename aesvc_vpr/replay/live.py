@@ -78,6 +78,8 @@ class PlayLog:
 
     sent_s: dict[int, float] = field(default_factory=dict)       # stamp_ns -> monotonic time
     outputs: dict[int, NodeOutput] = field(default_factory=dict)  # stamp_ns -> answer
+    # stamp_ns -> the node's ~/place_match (one place; the sequence filter's estimate)
+    estimates: dict[int, NodeOutput] = field(default_factory=dict)
 
     @property
     def dropped(self) -> list[int]:
@@ -164,7 +166,8 @@ class NodeProcess:
 
 
 def frames_from_outputs(plan: QueryPlan, play: PlayLog, map_utm: np.ndarray,
-                        map_yaw: np.ndarray, top_k: int) -> ReplayFrames:
+                        map_yaw: np.ndarray, top_k: int,
+                        estimates: bool = False) -> ReplayFrames:
     """Turn the node's answers for the images with ground truth into rows of map indices.
 
     The node's map row ids are used when the answer has them. Otherwise a candidate pose is
@@ -172,21 +175,39 @@ def frames_from_outputs(plan: QueryPlan, play: PlayLog, map_utm: np.ndarray,
     the map's float64 UTM into the pose); several rows at one position (e.g. several headings
     of one Pittsburgh place) are told apart by yaw, then by rank.
 
+    With ``estimates`` (the node runs the sequence filter), the frames score its
+    ``~/place_match`` as the top-1 (no place beyond it: R@N > 1 equals R@1; no estimate, as
+    below ``match.min_score``, is a miss), and ``raw_indices`` keeps the frames' own rankings.
+    The estimate's score is its cosine in the frame's ranking, or the k-th cosine (an upper
+    bound) when it lies outside the published top-k.
+
     Raises:
         ReplayError: a candidate that is no map place (the node runs another map).
     """
     frames = empty_frames(plan, top_k, LATENCY_KIND)
     rows_at = _rows_by_position(map_utm)
+    if estimates:
+        frames.raw_indices = frames.indices.copy()
     for i, stamp in enumerate(frames.stamps_ns.tolist()):
         out = play.outputs.get(stamp)
         if out is None:
             continue
         k = min(top_k, len(out.scores))
         rows = out.rows.tolist() if out.rows is not None else _map_rows(out, rows_at, map_yaw)
-        frames.indices[i, :k] = rows[:k]
-        frames.scores[i, :k] = out.scores[:k]
         frames.answered[i] = True
         frames.latency_s[i] = out.received_s - play.sent_s[stamp]
+        if estimates:
+            frames.raw_indices[i, :k] = rows[:k]
+            estimate = play.estimates.get(stamp)
+            if estimate is not None:
+                row = _map_rows(estimate, rows_at, map_yaw)[0]
+                frames.indices[i, 0] = row
+                # ~/place_match carries no cosine: the frame's own, or its k-th (a bound)
+                frames.scores[i, 0] = out.scores[rows.index(row)] if row in rows[:k] \
+                    else out.scores[k - 1]
+            continue
+        frames.indices[i, :k] = rows[:k]
+        frames.scores[i, :k] = out.scores[:k]
     return frames
 
 
