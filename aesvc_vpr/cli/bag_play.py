@@ -80,9 +80,8 @@ def run(args: argparse.Namespace) -> int:
             head = str(Path(args.head).resolve()) if args.head else ''
             params = node_params(str(Path(mapdb.root).resolve()), head,
                                  args.backbone or mapdb.backbone_name, args.prefix_dim,
-                                 args.top_k)
+                                 args.top_k, filter_cfg.mode)
             params['image_transport'] = 'compressed' if compressed else 'raw'
-            params['filter.mode'] = filter_cfg.mode
             params['filter.speed_mps'] = filter_cfg.speed_mps
             node = NodeProcess(cfg, params, args.param)
             settings['node_parameters'] = {**params, 'overrides': args.param}

@@ -249,7 +249,11 @@ def _param_text(value: object) -> str:
 
 
 def node_params(map_path: str, head_path: str, backbone: str, prefix_dim: int,
-                top_k: int) -> dict[str, object]:
-    """Return the node parameters a replay sets (the rest keep the node's defaults)."""
+                top_k: int, filter_mode: str = 'off') -> dict[str, object]:
+    """Return the node parameters a replay sets (the rest keep the node's defaults).
+
+    The filter mode is always set: a replay scores either the frames' own matches (off) or the
+    sequence filter's estimates (hmm), whatever the node's default.
+    """
     return {'map_path': map_path, 'head_path': head_path, 'backbone.model_name': backbone,
-            'search.prefix_dim': prefix_dim, 'match.top_k': top_k}
+            'search.prefix_dim': prefix_dim, 'match.top_k': top_k, 'filter.mode': filter_mode}

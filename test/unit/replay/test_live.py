@@ -68,6 +68,7 @@ def test_node_command_line_quotes_strings_and_passes_overrides_through():
     assert '__ns:=/robot1' in command and '__node:=vpr_node' in command
     assert "map_path:='/maps/m'" in command and "head_path:=''" in command
     assert 'search.prefix_dim:=32' in command and 'max_rate_hz:=5.0' in command
+    assert "filter.mode:='off'" in command      # a replay says which matches it scores
     assert cfg.topic('image') == '/robot1/image'
     assert cfg.topic('~/candidates') == '/robot1/vpr_node/candidates'
     assert PlayConfig(namespace='').topic('image/compressed') == '/image/compressed'
