@@ -4,7 +4,8 @@ An experiment record for issue 15 (the Nordland 3x goal at every prefix). The de
 likelihood of a top-k place is ``exp((s - s_top1) / T)`` with one fixed T; the score spread
 changes with the prefix size, so a temperature scaled per frame (``T = c * (s_top1 - s_topk)``,
 the spread of that frame's top-k) or per prefix (``T = c * sigma``, sigma the std of cosines
-between random map rows) might suit every prefix at once. This script runs each variant at
+between random map rows) might suit every prefix at once. A last variant observes the places
+the belief tracks with their exact cosines as well, instead of the floor outside the top-k. This script runs each variant at
 every prefix in one run over the Nordland embeddings ``bench_localization.py`` caches, and,
 with ``--town``, on the town's query drive with its odometry. It prints JSON lines.
 
@@ -45,12 +46,23 @@ class SpreadFilter(PlaceFilter):
 
 
 def run(kind: type[PlaceFilter], utm: np.ndarray, cfg: FilterConfig, rows: np.ndarray,
-        scores: np.ndarray, stamps_ns: np.ndarray, odometer_m: np.ndarray | None) -> np.ndarray:
-    """(M,) the filter's most probable row per frame."""
+        scores: np.ndarray, stamps_ns: np.ndarray, odometer_m: np.ndarray | None,
+        support_scores: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
+    """(M,) the filter's most probable row per frame.
+
+    ``support_scores`` (unit map rows (N, D), unit queries (M, D)): the places the belief
+    tracks are observed with their exact cosines too, not only the top-k.
+    """
     filt = kind(utm, cfg)
     best = rows[:, 0].copy()
     for i in range(len(rows)):
-        out = filt.step(int(stamps_ns[i]), rows[i, :cfg.top_k], scores[i, :cfg.top_k],
+        frame_rows, frame_scores = rows[i, :cfg.top_k], scores[i, :cfg.top_k]
+        if support_scores is not None:
+            xb, xq = support_scores
+            support = np.setdiff1d(filt.belief_rows, frame_rows)
+            frame_rows = np.concatenate([frame_rows, support])
+            frame_scores = np.concatenate([frame_scores, xb[support] @ xq[i]])
+        out = filt.step(int(stamps_ns[i]), frame_rows, frame_scores,
                         None if odometer_m is None else float(odometer_m[i]))
         if len(out.rows):
             best[i] = out.rows[0]
@@ -67,6 +79,7 @@ def variants(sigma: float) -> list[tuple[str, type[PlaceFilter], dict]]:
         for k in (20, 50):
             kind = type(f'Spread{c}', (SpreadFilter,), {'scale': c})
             out.append((f'T={c}*spread top-{k}', kind, {'top_k': k}))
+    out += [(f'support cosines T={t}', PlaceFilter, {'temperature': t}) for t in (0.02, 0.05)]
     return out
 
 
@@ -91,9 +104,11 @@ def main() -> None:
         sigma = float(np.std(np.sum(unit[pairs[0]] * unit[pairs[1]], axis=1)))
         scores, rows = PrefixIndex(xb, size).search(xq, K_MAX)
         single = relevance(rows[:, :1], positives)[20:, 0].mean()
+        unit_q = xq / np.linalg.norm(xq, axis=1, keepdims=True)
         for name, kind, change in variants(sigma):
             cfg = dataclasses.replace(FilterConfig(mode='hmm', speed_mps=FRAME_M), **change)
-            best = run(kind, db_utm, cfg, rows, scores, stamps, None)
+            support = (unit, unit_q) if name.startswith('support') else None
+            best = run(kind, db_utm, cfg, rows, scores, stamps, None, support)
             filtered = relevance(best[:, None], positives)[20:, 0].mean()
             results.setdefault(name, {})[size] = (round(100 * single, 2),
                                                   round(100 * filtered, 2))
@@ -124,7 +139,7 @@ def town(args: argparse.Namespace, load: float) -> None:
     stamps = np.arange(len(rows)) * PERIOD_NS // 2          # the town drive: 2 Hz
     single = relevance(rows[:, :1], positives)[:, 0].mean()
     for name, kind, change in variants(0.0):
-        if 'sigma' in name:
+        if 'sigma' in name or 'support' in name:
             continue
         cfg = dataclasses.replace(FilterConfig(mode='hmm'), **change)
         best = run(kind, mapdb.utm, cfg, rows, scores, stamps, path_lengths(utm))
