@@ -176,11 +176,11 @@ def play_messages(bags: BagSet, plan: QueryPlan, poses: bool = False) -> Iterato
     topics = [plan.image_topic, plan.pose_topic] if poses else [plan.image_topic]
     images = 0
     for msg in bags.messages(topics):
+        yield msg
         if msg.topic == plan.image_topic:
+            images += 1
             if images >= plan.total:
                 return
-            images += 1
-        yield msg
 
 
 def scored_images(bags: BagSet, plan: QueryPlan, images: ImageConfig | None = None,
