@@ -5,9 +5,10 @@ likelihood of a top-k place is ``exp((s - s_top1) / T)`` with one fixed T; the s
 changes with the prefix size, so a temperature scaled per frame (``T = c * (s_top1 - s_topk)``,
 the spread of that frame's top-k) or per prefix (``T = c * sigma``, sigma the std of cosines
 between random map rows) might suit every prefix at once. A last variant observes the places
-the belief tracks with their exact cosines as well, instead of the floor outside the top-k. This script runs each variant at
-every prefix in one run over the Nordland embeddings ``bench_localization.py`` caches, and,
-with ``--town``, on the town's query drive with its odometry. It prints JSON lines.
+the belief tracks with their exact cosines as well, instead of the floor outside the top-k.
+This script runs each variant at every prefix in one run over the Nordland embeddings
+``bench_localization.py`` caches, and, with ``--town``, on the town's query drive with its
+odometry. It prints JSON lines.
 
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/sweep_observation.py \
         --town /tmp/i15/town --town-map /tmp/i15/town_map
@@ -121,7 +122,7 @@ def main() -> None:
 
 
 def town(args: argparse.Namespace, load: float) -> None:
-    """The same variants on the town's query drive at prefix 64, odometry from its poses."""
+    """Run the variants on the town's query drive at prefix 64, odometry from its poses."""
     from aesvc_vpr.backbone.feed import embed_paths
     from aesvc_vpr.backbone.patchgrid import PatchGridBackbone
     from aesvc_vpr.data.datasets import load_dataset
