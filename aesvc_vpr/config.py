@@ -350,7 +350,7 @@ class FilterConfig:
     little uniform mass is mixed in so a wrong belief recovers.
     """
 
-    mode: str = 'off'              # off | hmm
+    mode: str = 'hmm'              # off | hmm (off: each frame's own best match)
     top_k: int = 20                # candidates per frame the observation uses
     speed_mps: float = 1.0         # speed prior when no odometry comes in
     motion_sigma_m: float = 5.0    # spread of the distance travelled, plus ...

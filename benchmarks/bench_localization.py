@@ -9,8 +9,8 @@ Parts (``--parts``), each printing JSON lines:
 - ``kidnapped``: the same queries with two distant halves spliced together; frames until the
   filter's estimate is right again and stays right for 5 frames; goal <= 15.
 - ``cost``: added filter time per frame on a 10k-place map (synthetic route, the speed prior,
-  top-20 candidates around the true place), p95 against the search's own p95 in the same run;
-  goal <= 2 ms.
+  top-20 candidates around the true place), p95 against the search's own p95 in the same run,
+  as wall time and as this thread's CPU time (robust to other processes); goal <= 2 ms.
 - ``geometric``: cost per frame of re-ranking a top-5 by ORB / SIFT inliers
   (``match.geometric_check``) on 640x480 rendered town views, map features cached.
 
@@ -38,6 +38,7 @@ from aesvc_vpr.config import FilterConfig
 from aesvc_vpr.head.baselines import PCA
 from aesvc_vpr.index.prefix_index import PrefixIndex
 from aesvc_vpr.index.ranking import positives_within, relevance
+from aesvc_vpr.retrieval.place_filter import PlaceFilter
 from aesvc_vpr.retrieval.tracking import filter_sequence
 
 REPO = Path(__file__).resolve().parents[1]
@@ -138,28 +139,44 @@ def part_cost(args: argparse.Namespace, common: dict) -> None:
     truth = (np.arange(frames) + 1000) % n
     xq = (xb[truth] + rng.normal(0, 1.5, (frames, dim))).astype(np.float32)
     index = PrefixIndex(xb, dim, threads=1)
-    search_s = np.zeros(frames)
+    search_s = np.zeros((frames, 2))        # wall, CPU (this thread)
     rows = np.zeros((frames, 20), np.int64)
     scores = np.zeros((frames, 20), np.float32)
     for i in range(frames):
-        start = time.perf_counter()
+        wall, cpu = time.perf_counter(), time.thread_time()
         s, r = index.search(xq[i:i + 1], 20)
-        search_s[i] = time.perf_counter() - start
+        search_s[i] = time.perf_counter() - wall, time.thread_time() - cpu
         rows[i], scores[i] = r[0], s[0]
     cfg = FilterConfig(mode='hmm', speed_mps=5.0)
-    run_filter(utm, cfg, rows[:20], scores[:20])           # warm-up (graph, caches)
-    best, filter_s = run_filter(utm, cfg, rows, scores)
-    p95_filter, p95_search = np.percentile(filter_s * 1e3, 95), np.percentile(search_s * 1e3, 95)
+    filt = PlaceFilter(utm, cfg)
+    filt.step(0, rows[0], scores[0])
+    filt.step(PERIOD_NS, rows[1], scores[1])               # builds the neighbour graph
+    filter_s = np.zeros((frames, 2))
+    best = np.zeros(frames, np.int64)
+    for i in range(frames):
+        wall, cpu = time.perf_counter(), time.thread_time()
+        summary = filt.step((i + 2) * PERIOD_NS, rows[i], scores[i])
+        filter_s[i] = time.perf_counter() - wall, time.thread_time() - cpu
+        best[i] = summary.rows[0] if len(summary.rows) else rows[i, 0]
+    # wall time on a shared machine measures the scheduler as much as the work (a 0.3 ms step
+    # preempted once takes a time slice); the CPU time of this thread is the work alone
+    p95_filter, p95_search = np.percentile(filter_s * 1e3, 95, axis=0), \
+        np.percentile(search_s * 1e3, 95, axis=0)
     emit({'part': 'cost', 'map_size': n, 'prefix_dim': dim, 'frames': frames,
-          'filter_ms_median': round(float(np.median(filter_s) * 1e3), 3),
-          'filter_ms_p95': round(float(p95_filter), 3),
-          'search_ms_median': round(float(np.median(search_s) * 1e3), 3),
-          'search_ms_p95': round(float(p95_search), 3),
-          'filter_over_search_p95': round(float(p95_filter / p95_search), 2),
+          'filter_ms_median': round(float(np.median(filter_s[:, 0]) * 1e3), 3),
+          'filter_ms_p95': round(float(p95_filter[0]), 3),
+          'filter_cpu_ms_median': round(float(np.median(filter_s[:, 1]) * 1e3), 3),
+          'filter_cpu_ms_p95': round(float(p95_filter[1]), 3),
+          'search_ms_median': round(float(np.median(search_s[:, 0]) * 1e3), 3),
+          'search_ms_p95': round(float(p95_search[0]), 3),
+          'search_cpu_ms_p95': round(float(p95_search[1]), 3),
+          'filter_over_search_p95': round(float(p95_filter[0] / p95_search[0]), 2),
+          'filter_over_search_cpu_p95': round(float(p95_filter[1] / p95_search[1]), 2),
           'filter_top1_correct': round(float(np.mean(np.abs(
               utm[best] - utm[truth]).max(1) <= 25.0)), 3),
           'single_top1_correct': round(float(np.mean(rows[:, 0] == truth)), 3),
-          'verdict': 'PASS' if p95_filter <= 2.0 else 'FAIL'}, common)
+          'verdict_wall': 'PASS' if p95_filter[0] <= 2.0 else 'FAIL',
+          'verdict_cpu': 'PASS' if p95_filter[1] <= 2.0 else 'FAIL'}, common)
 
 
 def part_geometric(args: argparse.Namespace, common: dict) -> None:

@@ -161,6 +161,28 @@ def query_messages(bags: BagSet, plan: QueryPlan) -> Iterator[tuple[int, BagMess
         yield row, msg
 
 
+def play_messages(bags: BagSet, plan: QueryPlan, poses: bool = False) -> Iterator[BagMessage]:
+    """Yield the plan's images in bag order and, with ``poses``, its pose messages among them.
+
+    What bag-play sends to the node: the images, and the robot's odometry beside them when the
+    sequence filter should hear it. Stops after the plan's last image.
+
+    Raises:
+        BagError: ``poses`` with ground truth from /tf or NavSatFix (no pose to forward).
+    """
+    if poses and (plan.pose_topic.startswith('tf:') or plan.pose_type.endswith('NavSatFix')):
+        raise BagError(f'ground truth from {plan.pose_topic} ({plan.pose_type}) cannot be played '
+                       'as odometry; give an Odometry or pose topic')
+    topics = [plan.image_topic, plan.pose_topic] if poses else [plan.image_topic]
+    images = 0
+    for msg in bags.messages(topics):
+        yield msg
+        if msg.topic == plan.image_topic:
+            images += 1
+            if images >= plan.total:
+                return
+
+
 def scored_images(bags: BagSet, plan: QueryPlan, images: ImageConfig | None = None,
                   counts: FrameCounts | None = None
                   ) -> Iterator[tuple[int, BagMessage, np.ndarray]]:

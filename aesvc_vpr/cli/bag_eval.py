@@ -5,11 +5,11 @@ from __future__ import annotations
 import argparse
 
 from aesvc_vpr.cli._backbone import add_backbone_arguments, backbone_config
+from aesvc_vpr.cli._filter import add_filter_arguments, filter_config, single_frame_extra
 from aesvc_vpr.cli._images import add_image_arguments, image_config
 from aesvc_vpr.cli._loop_closure import add_loop_arguments, run_loop_closure
 from aesvc_vpr.cli._source import (add_source_arguments, list_topics, print_summary,
                                    source_from_args)
-from aesvc_vpr.config import FILTER_MODES, FilterConfig
 from aesvc_vpr.errors import ConfigError
 
 NAME = 'bag-eval'
@@ -32,14 +32,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--top-k', type=int, default=20, help='results per query (>= 20 for R@20)')
     parser.add_argument('--radius-m', type=float, default=25.0,
                         help='a map place within this distance of the ground truth is correct')
-    parser.add_argument('--filter', choices=FILTER_MODES, default='off',
-                        help="hmm: score the sequence filter's estimate (what ~/place_match "
-                             'publishes), with single-frame Recall@1 beside it')
-    parser.add_argument('--speed-mps', type=float, default=FilterConfig().speed_mps,
-                        help="the filter's speed prior in m/s (default %(default)s)")
-    parser.add_argument('--filter-odometry', action='store_true',
-                        help='drive the filter with the path length of the pose topic (when '
-                             'that is odometry, as the town /odom is); else the speed prior')
+    add_filter_arguments(parser)
     add_loop_arguments(parser)
 
 
@@ -57,8 +50,7 @@ def run(args: argparse.Namespace) -> int:
     from dataclasses import asdict
 
     from aesvc_vpr.replay.offline import localizer_settings, replay_bag, replay_parameters
-    from aesvc_vpr.replay.report import (check_report_dir, format_table, report_replay,
-                                         single_frame_recall)
+    from aesvc_vpr.replay.report import check_report_dir, format_table, report_replay
     from aesvc_vpr.retrieval.localizer import Localizer
     from aesvc_vpr.retrieval.mapdb import MapDatabase
 
@@ -71,19 +63,15 @@ def run(args: argparse.Namespace) -> int:
         localizer = Localizer.from_config(backbone_cfg, args.head, args.map,
                                           SearchConfig(args.prefix_dim, args.index_type),
                                           MatchConfig(top_k=args.top_k, radius_m=args.radius_m))
-        filter_cfg = FilterConfig(mode=args.filter, speed_mps=args.speed_mps)
+        filter_cfg = filter_config(args)
         frames = replay_bag(localizer, bags, plan, image_config(args), filter_cfg,
                             args.filter_odometry)
     parameters = replay_parameters(source, plan, localizer.mapdb, args.radius_m,
                                    images_unusable=frames.unusable,
                                    **localizer_settings(localizer), filter=asdict(filter_cfg),
                                    filter_odometry=args.filter_odometry)
-    extra: dict[str, object] = {'mode': 'offline (bag-eval)'}
-    if frames.raw_indices is not None:
-        extra['single_frame_recall'] = single_frame_recall(frames, localizer.mapdb.utm,
-                                                           args.radius_m)
-        print(f'single-frame Recall@1 {100 * extra["single_frame_recall"]["R@1"]:.2f} '
-              "(the table below is the filter's estimate)")
+    extra: dict[str, object] = {'mode': 'offline (bag-eval)',
+                                **single_frame_extra(frames, localizer.mapdb.utm, args.radius_m)}
     scores, paths = report_replay(args.out, frames, localizer.mapdb.utm, args.radius_m,
                                   parameters, extra)
     print_summary(format_table(scores, f'bag-eval: {plan.image_topic} vs {args.map} (prefix '

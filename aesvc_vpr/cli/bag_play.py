@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+from dataclasses import asdict
 from pathlib import Path
 
+from aesvc_vpr.cli._filter import add_filter_arguments, filter_config, single_frame_extra
 from aesvc_vpr.cli.bag_eval import (add_source_arguments, list_topics, print_summary,
                                     source_from_args)
 from aesvc_vpr.errors import ConfigError
@@ -40,6 +43,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--startup-timeout-s', type=float, default=120.0)
     parser.add_argument('--settle-s', type=float, default=5.0,
                         help='wait this long without news for the last answers')
+    add_filter_arguments(parser)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -48,7 +52,7 @@ def run(args: argparse.Namespace) -> int:
         return list_topics(args.bag)
     if not args.map:
         raise ConfigError('--map is required (the map the node runs)')
-    from aesvc_vpr.bags.queries import plan_queries, query_messages
+    from aesvc_vpr.bags.queries import play_messages, plan_queries
     from aesvc_vpr.bags.reader import BagSet
     from aesvc_vpr.replay.live import frames_from_outputs, node_params, NodeProcess, PlayConfig
     from aesvc_vpr.replay.offline import replay_parameters
@@ -62,8 +66,12 @@ def run(args: argparse.Namespace) -> int:
     check_report_dir(args.out)          # before the work, so no result is lost at the end
     cfg = PlayConfig(args.rate, args.namespace, args.node_name, args.startup_timeout_s,
                      args.settle_s, args.image_reliability)
+    filter_cfg = filter_config(args)
+    filtered = filter_cfg.mode != 'off'
     settings = {'mode': 'live node (bag-play)', 'rate': args.rate, 'spawned': args.spawn_node,
-                'namespace': cfg.namespace, 'node_name': cfg.node_name, 'top_k': args.top_k}
+                'namespace': cfg.namespace, 'node_name': cfg.node_name, 'top_k': args.top_k,
+                'filter': asdict(filter_cfg), 'filter_odometry': args.filter_odometry}
+    node: NodeProcess | None = None
     with BagSet(source.bags) as bags:
         plan = plan_queries(bags, source)
         compressed = plan.image_type.endswith('CompressedImage')
@@ -72,20 +80,21 @@ def run(args: argparse.Namespace) -> int:
             head = str(Path(args.head).resolve()) if args.head else ''
             params = node_params(str(Path(mapdb.root).resolve()), head,
                                  args.backbone or mapdb.backbone_name, args.prefix_dim,
-                                 args.top_k)
+                                 args.top_k, filter_cfg.mode)
             params['image_transport'] = 'compressed' if compressed else 'raw'
+            params['filter.speed_mps'] = filter_cfg.speed_mps
             node = NodeProcess(cfg, params, args.param)
             settings['node_parameters'] = {**params, 'overrides': args.param}
-        images = (msg for _, msg in query_messages(bags, plan))
-        if args.spawn_node:
-            with node:
-                played = play_bag(images, plan.total, cfg, compressed, node)
-        else:
-            played = play_bag(images, plan.total, cfg, compressed)
-    frames = frames_from_outputs(plan, played, mapdb.utm, mapdb.yaw, args.top_k)
+        messages = play_messages(bags, plan, poses=args.filter_odometry)
+        odometry_topic = plan.pose_topic if args.filter_odometry else ''
+        with node if node is not None else contextlib.nullcontext():
+            played = play_bag(messages, plan.total, cfg, compressed, node, odometry_topic,
+                              filtered)
+    frames = frames_from_outputs(plan, played, mapdb.utm, mapdb.yaw, args.top_k, filtered)
     dropped = played.dropped
     extra = {'published': len(played.sent_s), 'answered_total': len(played.outputs),
-             'dropped_frames': len(dropped), 'dropped_stamps_ns': dropped}
+             'dropped_frames': len(dropped), 'dropped_stamps_ns': dropped,
+             **single_frame_extra(frames, mapdb.utm, args.radius_m)}
     scores, paths = report_replay(args.out, frames, mapdb.utm, args.radius_m,
                                   replay_parameters(source, plan, mapdb, args.radius_m,
                                                     **settings), extra)

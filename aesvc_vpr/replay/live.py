@@ -80,6 +80,8 @@ class PlayLog:
     outputs: dict[int, NodeOutput] = field(default_factory=dict)  # stamp_ns -> answer
     # UTM of the node's map-frame origin, from its latched ~/map_origin (0, 0: raw UTM)
     origin_utm: tuple[float, float] = (0.0, 0.0)
+    # stamp_ns -> the node's ~/place_match (one place; the sequence filter's estimate)
+    estimates: dict[int, NodeOutput] = field(default_factory=dict)
 
     @property
     def dropped(self) -> list[int]:
@@ -166,7 +168,8 @@ class NodeProcess:
 
 
 def frames_from_outputs(plan: QueryPlan, play: PlayLog, map_utm: np.ndarray,
-                        map_yaw: np.ndarray, top_k: int) -> ReplayFrames:
+                        map_yaw: np.ndarray, top_k: int,
+                        estimates: bool = False) -> ReplayFrames:
     """Turn the node's answers for the images with ground truth into rows of map indices.
 
     The node's map row ids are used when the answer has them. Otherwise a candidate pose, with
@@ -175,11 +178,19 @@ def frames_from_outputs(plan: QueryPlan, play: PlayLog, map_utm: np.ndarray,
     exact both ways); several rows at one position (e.g. several headings
     of one Pittsburgh place) are told apart by yaw, then by rank.
 
+    With ``estimates`` (the node runs the sequence filter), the frames score its
+    ``~/place_match`` as the top-1 (no place beyond it: R@N > 1 equals R@1; no estimate, as
+    below ``match.min_score``, is a miss), and ``raw_indices`` keeps the frames' own rankings.
+    The estimate's score is its cosine in the frame's ranking, or the k-th cosine (an upper
+    bound) when it lies outside the published top-k.
+
     Raises:
         ReplayError: a candidate that is no map place (the node runs another map).
     """
     frames = empty_frames(plan, top_k, LATENCY_KIND)
     rows_at = _rows_by_position(map_utm)
+    if estimates:
+        frames.raw_indices = frames.indices.copy()
     for i, stamp in enumerate(frames.stamps_ns.tolist()):
         out = play.outputs.get(stamp)
         if out is None:
@@ -187,10 +198,20 @@ def frames_from_outputs(plan: QueryPlan, play: PlayLog, map_utm: np.ndarray,
         k = min(top_k, len(out.scores))
         rows = (out.rows.tolist() if out.rows is not None
                 else _map_rows(out, play.origin_utm, rows_at, map_yaw))
-        frames.indices[i, :k] = rows[:k]
-        frames.scores[i, :k] = out.scores[:k]
         frames.answered[i] = True
         frames.latency_s[i] = out.received_s - play.sent_s[stamp]
+        if estimates:
+            frames.raw_indices[i, :k] = rows[:k]
+            estimate = play.estimates.get(stamp)
+            if estimate is not None:
+                row = _map_rows(estimate, play.origin_utm, rows_at, map_yaw)[0]
+                frames.indices[i, 0] = row
+                # ~/place_match carries no cosine: the frame's own, or its k-th (a bound)
+                frames.scores[i, 0] = out.scores[rows.index(row)] if row in rows[:k] \
+                    else out.scores[k - 1]
+            continue
+        frames.indices[i, :k] = rows[:k]
+        frames.scores[i, :k] = out.scores[:k]
     return frames
 
 
@@ -234,7 +255,11 @@ def _param_text(value: object) -> str:
 
 
 def node_params(map_path: str, head_path: str, backbone: str, prefix_dim: int,
-                top_k: int) -> dict[str, object]:
-    """Return the node parameters a replay sets (the rest keep the node's defaults)."""
+                top_k: int, filter_mode: str = 'off') -> dict[str, object]:
+    """Return the node parameters a replay sets (the rest keep the node's defaults).
+
+    The filter mode is always set: a replay scores either the frames' own matches (off) or the
+    sequence filter's estimates (hmm), whatever the node's default.
+    """
     return {'map_path': map_path, 'head_path': head_path, 'backbone.model_name': backbone,
-            'search.prefix_dim': prefix_dim, 'match.top_k': top_k}
+            'search.prefix_dim': prefix_dim, 'match.top_k': top_k, 'filter.mode': filter_mode}

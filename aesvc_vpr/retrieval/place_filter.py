@@ -76,6 +76,7 @@ class FilterCounters:
     stamp_backwards: int = 0       # frames older than the newest: no motion applied
     odom_backwards: int = 0        # odometer readings below the last (a reset): speed prior used
     priors: int = 0
+    beyond_map: int = 0            # moves longer than the map's extent: the belief became uniform
 
     def as_dict(self) -> dict[str, int]:
         """Plain dict for diagnostics and reports."""
@@ -102,6 +103,7 @@ class PlaceFilter:
         self.utm = utm
         self.count = len(utm)
         self._tree = cKDTree(utm)
+        self._extent_m = float(np.hypot(*(utm.max(0) - utm.min(0))))   # bounding-box diagonal
         self._graph: _Graph | None = None
         self.counters = FilterCounters()
         self.reset()
@@ -144,7 +146,10 @@ class PlaceFilter:
         distance_m = self._travelled(int(stamp_ns), odometer_m)
         if distance_m is not None:
             self.travelled_m += distance_m
-            self._predict(distance_m)
+            if distance_m > self._extent_m:
+                self._forget_places()
+            else:
+                self._predict(distance_m)
         self._mix()
         rows = np.asarray(rows, np.int64)
         scores = np.asarray(scores, np.float64)
@@ -249,6 +254,19 @@ class PlaceFilter:
         if last_ns is None:
             return None
         return self.cfg.speed_mps * (stamp_ns - last_ns) * 1e-9
+
+    def _forget_places(self) -> None:
+        """Make the belief uniform after a move longer than the map (a long gap, a paused bag).
+
+        The motion model keeps no information then, and its neighbour graph would hold every
+        pair of places (N squared); the belief becomes uniform instead.
+        """
+        self.counters.beyond_map += 1
+        self._rows = np.empty(0, np.int64)
+        self._mass = np.empty(0, np.float64)
+        self._rest = 1.0
+        self._heading = np.zeros(2)
+        self._peak_xy = None
 
     def _predict(self, distance_m: float) -> None:
         if not len(self._rows):

@@ -97,3 +97,36 @@ def test_bag_play_cli_talks_to_a_running_node(compressed_harness, small_map, tmp
     assert expected.recall[1] == 1.0           # each query is a noisy copy of its place
     rows = (out / 'frames.csv').read_text().splitlines()[1:]
     assert [int(r.split(',')[4]) for r in rows] == [3, 7, 1, 10, 5, 0]
+
+
+def test_bag_play_feeds_odometry_and_scores_the_filter_like_bag_eval(tmp_path):
+    # the live node with filter.mode hmm hears the bag's odometry on <ns>/odom: its
+    # ~/place_match equals the offline filter driven by the same path lengths, frame by frame
+    from aesvc_vpr.config import FilterConfig
+    from aesvc_vpr.replay.report import single_frame_recall
+
+    scene = make_scene(tmp_path, places=20, queries=12, seed=7)
+    filter_cfg = FilterConfig(mode='hmm', speed_mps=5.0)
+    localizer = Localizer(Encoder(PatchGridBackbone()), scene.mapdb,
+                          SearchConfig(prefix_dim=PREFIX), MatchConfig(top_k=TOP_K))
+    with BagSet([scene.bag]) as bags:
+        plan = plan_queries(bags, QuerySource((str(scene.bag),)))
+        offline = replay_bag(localizer, bags, plan, filter_cfg=filter_cfg,
+                             odometry_from_poses=True)
+        speed_only = replay_bag(localizer, bags, plan, filter_cfg=filter_cfg)
+    # the odometry matters here: without it the filter's estimates differ
+    assert (offline.indices[:, 0] != speed_only.indices[:, 0]).any()
+    out = tmp_path / 'report'
+    code = cli_main(['bag-play', '--map', str(scene.map_root), '--bag', str(scene.bag),
+                     '--namespace', '/bag_play_filter', '--rate', '0.5', '--top-k', str(TOP_K),
+                     '--prefix-dim', str(PREFIX), '--filter', 'hmm', '--speed-mps', '5',
+                     '--filter-odometry', '--settle-s', '5', '--out', str(out),
+                     '--startup-timeout-s', '60'])
+    assert code == 0
+    report = json.loads((out / 'report.json').read_text())
+    assert report['dropped_frames'] == 0
+    rows = [line.split(',') for line in (out / 'frames.csv').read_text().splitlines()[1:]]
+    assert [int(r[4]) for r in rows] == offline.indices[:, 0].tolist()
+    assert report['single_frame_recall'] == pytest.approx(
+        single_frame_recall(offline, scene.mapdb.utm, 25.0))
+    assert report['parameters']['node_parameters']['filter.mode'] == 'hmm'

@@ -237,3 +237,28 @@ def test_zero_header_stamp_falls_back_to_bag_time(tmp_path):
     with BagSet([bag]) as bags:
         (only,) = list(bags.messages(['/cam']))
     assert only.stamp_ns == T0 + 7 and only.log_ns == T0 + 7
+
+
+def test_play_messages_interleave_poses_with_images_up_to_the_limit(tmp_path):
+    from aesvc_vpr.bags.queries import play_messages
+
+    rng = np.random.default_rng(5)
+    entries = []
+    for i in range(5):
+        entries.append(pose_stamped('/gt', T0 + i * 100 * MS, float(i), 0.0, 0.0))
+        entries.append(image('/cam', T0 + i * 100 * MS + 10 * MS, random_rgb(rng)))
+    bag = write_ros2(tmp_path / 'odom', entries)
+    with BagSet([bag]) as bags:
+        plan = plan_queries(bags, QuerySource((str(bag),), limit=3))
+        both = [(m.topic, m.stamp_ns) for m in play_messages(bags, plan, poses=True)]
+        only = [m.topic for m in play_messages(bags, plan)]
+    # bag order, and nothing after the third image (the plan's limit)
+    assert both == [(t, T0 + i * 100 * MS + (10 * MS if t == '/cam' else 0))
+                    for i in range(3) for t in ('/gt', '/cam')]
+    assert only == ['/cam'] * 3
+    fixes = [navsatfix('/fix', T0, 40.44, -80.0), image('/cam', T0, random_rgb(rng))]
+    gnss = write_ros2(tmp_path / 'gnss', fixes)
+    with BagSet([gnss]) as bags:
+        plan = plan_queries(bags, QuerySource((str(gnss),)))
+        with pytest.raises(BagError, match='cannot be played as odometry'):
+            next(play_messages(bags, plan, poses=True))

@@ -82,6 +82,7 @@ def test_node_command_line_quotes_strings_and_passes_overrides_through():
     assert '__ns:=/robot1' in command and '__node:=vpr_node' in command
     assert "map_path:='/maps/m'" in command and "head_path:=''" in command
     assert 'search.prefix_dim:=32' in command and 'max_rate_hz:=5.0' in command
+    assert "filter.mode:='off'" in command      # a replay says which matches it scores
     assert cfg.topic('image') == '/robot1/image'
     assert cfg.topic('~/candidates') == '/robot1/vpr_node/candidates'
     assert PlayConfig(namespace='').topic('image/compressed') == '/image/compressed'
@@ -89,3 +90,23 @@ def test_node_command_line_quotes_strings_and_passes_overrides_through():
         NodeProcess(cfg, params, ['max_rate_hz=5'])
     with pytest.raises(ReplayError, match='rate'):
         PlayConfig(rate=0.0)
+
+
+def test_filtered_answers_score_the_place_match_and_keep_the_frames_own_ranking():
+    plan = _plan([10, 20, 30], [0.0, 50.0, 100.0])
+    play = PlayLog(sent_s={10: 1.0, 20: 2.0, 30: 3.0})
+    play.outputs[10] = _answer(10, [0, 1], [0.0, 0.5], [0.9, 0.4], 1.25)
+    play.outputs[20] = _answer(20, [0, 1], [0.0, 0.5], [0.8, 0.7], 2.5)
+    play.outputs[30] = _answer(30, [0, 1], [0.0, 0.5], [0.6, 0.3], 3.5)
+    # the filter's estimates: row 1 (in the frame's ranking, wrong), row 2 (outside it, right:
+    # told from row 1 at the same position by its yaw), none at 30 (below match.min_score)
+    play.estimates[10] = _answer(10, [1], [0.5], [math.nan], 1.2)
+    play.estimates[20] = _answer(20, [2], [-2.0], [math.nan], 2.4)
+    frames = frames_from_outputs(plan, play, MAP_UTM, MAP_YAW, top_k=2, estimates=True)
+    assert frames.indices.tolist() == [[1, -1], [2, -1], [-1, -1]]
+    assert frames.raw_indices.tolist() == [[0, 1], [0, 1], [0, 1]]
+    # its cosine from the frame's ranking, else the k-th cosine (an upper bound)
+    np.testing.assert_allclose(frames.scores[:2, 0], [0.4, 0.7], rtol=1e-6)
+    assert frames.answered.all()
+    scores = score_replay(frames, MAP_UTM, 25.0, recall_at=(1,))
+    assert scores.recall[1] == pytest.approx(1 / 3)   # 10: wrong, 20: right, 30: a miss

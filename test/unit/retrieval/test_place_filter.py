@@ -148,3 +148,26 @@ def test_a_position_fix_reweights_instead_of_replacing():
     assert filt.belief()[20] > 1 / 100 * CFG.floor       # the other one is weakened, not gone
     assert filt.belief().sum() == pytest.approx(1.0)
     assert filt.observe_position(np.array([-1e5, 0.0]), 15.0) == 0
+
+
+def test_a_move_longer_than_the_map_makes_the_belief_uniform_without_a_dense_graph():
+    # 100 places over 990 m: after 50 s at 1 m/s the filter still predicts, after an hour
+    # (a paused bag, a first frame after a probe) every place is possible
+    cfg = FilterConfig(mode='hmm', speed_mps=1.0)
+    filt = PlaceFilter(route(100), cfg)
+    filt.step(0, np.array([40]), np.array([0.9]))
+    filt.step(50 * PERIOD_NS, np.array([40]), np.array([0.9]))
+    assert filt.counters.beyond_map == 0 and filt.summary().peak > 0.3
+    edges = len(filt._graph.indices)
+    filt.step(3600 * PERIOD_NS, np.array([], np.int64), np.array([]))
+    assert filt.counters.beyond_map == 1
+    np.testing.assert_allclose(filt.belief(), 1 / 100, rtol=1e-12)
+    assert len(filt._graph.indices) == edges          # no graph over every pair was built
+    # and the next frames start from there exactly as a fresh filter does from its first frame
+    fresh = PlaceFilter(route(100), cfg)
+    fresh.step(3600 * PERIOD_NS, np.array([], np.int64), np.array([]))
+    for t in (3601, 3602, 3603):
+        rows, scores = np.array([50 + t - 3601, 7]), np.array([0.9, 0.8])
+        a, b = filt.step(t * PERIOD_NS, rows, scores), fresh.step(t * PERIOD_NS, rows, scores)
+        np.testing.assert_allclose(filt.belief(), fresh.belief(), atol=1e-15)
+        assert a.rows.tolist() == b.rows.tolist()
