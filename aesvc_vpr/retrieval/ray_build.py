@@ -45,6 +45,7 @@ from aesvc_vpr.retrieval.shards import (batch_groups, embed_batch, join_parts, l
 log = logging.getLogger(__name__)
 
 MANIFEST = 'manifest.json'
+ACTOR_START_S = 600         # the pool's actors (loading their backbone) must be up by then
 SHARD_STEP = 'ray.shard'     # crash point after the k-th shard of a run: 'ray.shard.<k>'
 BackboneLoader = Callable[[], Backbone]
 
@@ -262,9 +263,12 @@ class _ray_session:    # noqa: N801 - used as a context manager, like a function
         context = ray.data.DataContext.get_current()
         self.saved = {k: getattr(context, k) for k in (
             'retried_map_errors', 'max_map_retries', 'actor_task_retry_on_errors',
-            'enable_progress_bars')}
+            'enable_progress_bars', 'wait_for_min_actors_s')}
         # a batch whose UDF raised is run again (up to max_retries) before the job fails
         context.retried_map_errors = True
+        # the work starts once every actor is up, so it is spread over all of them (and a
+        # cluster short of CPUs for the pool fails with one line instead of waiting forever)
+        context.wait_for_min_actors_s = ACTOR_START_S
         context.max_map_retries = self.cfg.max_retries
         context.enable_progress_bars = False
         return ray

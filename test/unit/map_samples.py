@@ -49,3 +49,27 @@ class CountingBackbone(PatchGridBackbone):
         """Embed with PatchGrid and count the images."""
         self.embedded += len(images)
         return super().embed(images)
+
+
+class FlakyBackbone(PatchGridBackbone):
+    """PatchGrid whose first ``embed`` call, over every process, raises (a worker that fails).
+
+    ``marker`` is created on that first call; later calls (a retry) embed normally.
+    """
+
+    def __init__(self, marker: str) -> None:
+        super().__init__()
+        self.marker = marker
+
+    def embed(self, images: list[np.ndarray]) -> np.ndarray:
+        """Raise once (whoever creates the marker first), then embed with PatchGrid."""
+        try:
+            Path(self.marker).open('x').close()
+        except FileExistsError:
+            return super().embed(images)
+        raise RuntimeError('injected worker failure')
+
+
+def flaky_backbone(marker: str) -> FlakyBackbone:
+    """Build a FlakyBackbone (a picklable loader for Ray actors, with functools.partial)."""
+    return FlakyBackbone(marker)
