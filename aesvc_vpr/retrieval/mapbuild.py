@@ -195,7 +195,7 @@ def _without_head(root: Path, err: MapError) -> MapDatabase | None:
 def embed_shards(database: GeoImageSet, build: Path, backbone: Backbone,
                  state: dict[str, Any], progress: bool,
                  images: ImageConfig) -> list[dict[str, np.ndarray]]:
-    """The local executor: embed the shards not on disk, retry failed images of the others.
+    """Embed the shards not on disk, retry failed images of the others: the local executor.
 
     Returns:
         every shard's arrays (``shards.PART_KEYS``), in row order.

@@ -112,7 +112,7 @@ class RayExecutor:
 
     def _fingerprint(self, database: GeoImageSet, start: int, chunk_size: int, batch_size: int,
                      backbone: Backbone) -> str:
-        """What a saved shard must share with this build to be reused."""
+        """Return what a saved shard must share with this build to be reused."""
         rows = range(start, min(start + chunk_size, len(database)))
         digest = hashlib.sha256(json.dumps({
             'backbone': backbone.name, 'backbone_fingerprint': backbone.fingerprint,
@@ -219,7 +219,7 @@ class _Embedder:
         self.backbone = loader()
         if self.backbone.fingerprint != fingerprint:
             raise MapError(f'worker {ray.get_runtime_context().get_node_id()[:12]}: its '
-                           f'{self.backbone.name} differs from the driver\'s (fingerprint '
+                           f"{self.backbone.name} differs from the driver's (fingerprint "
                            f'{self.backbone.fingerprint[:12]}, not {fingerprint[:12]}): give '
                            'every node the same weights and settings')
         self.node = ray.get_runtime_context().get_node_id()

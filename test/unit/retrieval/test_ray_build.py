@@ -84,7 +84,7 @@ def _manifest(root: Path) -> dict:
 
 
 def test_cli_ray_build_is_the_local_map_and_uses_both_nodes(tmp_path, route, ray_cluster,
-                                                           monkeypatch):
+                                                            monkeypatch):
     import ray
     write_dbstruct(tmp_path / 'town.mat', route, route.subset(range(2)),
                    Path(route.paths[0]).parent)
