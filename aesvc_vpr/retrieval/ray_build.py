@@ -262,8 +262,8 @@ class _ray_session:    # noqa: N801 - used as a context manager, like a function
             self.started = True
         context = ray.data.DataContext.get_current()
         self.saved = {k: getattr(context, k) for k in (
-            'retried_map_errors', 'max_map_retries', 'actor_task_retry_on_errors',
-            'enable_progress_bars', 'wait_for_min_actors_s')}
+            'retried_map_errors', 'max_map_retries', 'enable_progress_bars',
+            'wait_for_min_actors_s')}
         # a batch whose UDF raised is run again (up to max_retries) before the job fails
         context.retried_map_errors = True
         # the work starts once every actor is up, so it is spread over all of them (and a
