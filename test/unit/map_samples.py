@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import cv2
@@ -12,6 +13,13 @@ from aesvc_vpr.data.datasets import GeoImageSet
 
 ZONE = '17T'
 ORIGIN = np.array([584500.0, 4476900.0])
+MAP_ROLES = ('raw', 'utm', 'yaw', 'stamps_ns', 'ids', 'paths')
+
+
+def map_bytes(root: Path) -> dict[str, bytes]:
+    """Return the bytes of a map directory's arrays, by role (to compare two builds)."""
+    files = json.loads((root / 'map.json').read_text())['files']
+    return {role: (root / files[role]['name']).read_bytes() for role in MAP_ROLES}
 
 
 def textured_image(seed: int, size: tuple[int, int] = (48, 64)) -> np.ndarray:

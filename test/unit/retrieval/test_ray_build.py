@@ -11,7 +11,7 @@ import subprocess
 import sys
 import textwrap
 
-from map_samples import flaky_backbone, write_route
+from map_samples import flaky_backbone, map_bytes, write_route
 import numpy as np
 import pytest
 
@@ -26,7 +26,6 @@ from aesvc_vpr.retrieval.ray_build import MANIFEST, RayExecutor, SHARD_STEP
 
 REPO = Path(__file__).resolve().parents[3]
 COUNT, CHUNK, BATCH = 48, 8, 4
-MAP_ROLES = ('raw', 'utm', 'yaw', 'stamps_ns', 'ids', 'paths')
 PATCHGRID = BackboneConfig(model_name='patchgrid')
 
 # a driver in a child process, joined to the test's cluster; it kills itself (SIGKILL) right
@@ -74,11 +73,6 @@ def route(tmp_path_factory):
     return write_route(tmp_path_factory.mktemp('route'), COUNT)
 
 
-def _bytes(root: Path) -> dict[str, bytes]:
-    files = json.loads((root / 'map.json').read_text())['files']
-    return {role: (root / files[role]['name']).read_bytes() for role in MAP_ROLES}
-
-
 def _manifest(root: Path) -> dict:
     return json.loads((root / BUILD_DIR / MANIFEST).read_text())
 
@@ -103,7 +97,7 @@ def test_cli_ray_build_is_the_local_map_and_uses_both_nodes(tmp_path, route, ray
                  'patchgrid', '--executor', 'ray', '--batch-size', str(BATCH),
                  '--chunk-size', str(CHUNK)])
     assert code == 0 and local.count == COUNT
-    assert _bytes(tmp_path / 'ray') == _bytes(tmp_path / 'local')
+    assert map_bytes(tmp_path / 'ray') == map_bytes(tmp_path / 'local')
     assert not (tmp_path / 'ray' / BUILD_DIR).exists()
     manifest, = shards_seen
     assert [s['start'] for s in manifest['shards']] == list(range(0, COUNT, CHUNK))
@@ -131,7 +125,7 @@ def test_a_failing_worker_is_retried_and_failed_images_match_local(tmp_path, rou
     assert marker.exists()                      # one actor's embed raised, and was retried
     assert mapdb.count == 14 and mapdb.failed_images == local.failed_images
     assert [f['row'] for f in mapdb.failed_images] == [3, 10]
-    assert _bytes(tmp_path / 'ray') == _bytes(tmp_path / 'local')
+    assert map_bytes(tmp_path / 'ray') == map_bytes(tmp_path / 'local')
 
 
 def test_killed_driver_resumes_with_only_the_unfinished_shards(tmp_path, route, ray_cluster):
@@ -173,7 +167,7 @@ def test_killed_driver_resumes_with_only_the_unfinished_shards(tmp_path, route, 
     assert sorted(s for s, run in runs.items() if run == 1) == kept
     assert sum(run == 2 for run in runs.values()) == COUNT // CHUNK - 2
     assert inodes_after == inodes
-    assert _bytes(target) == _bytes(tmp_path / 'ref')
+    assert map_bytes(target) == map_bytes(tmp_path / 'ref')
 
 
 def test_ray_is_imported_only_by_a_ray_build():
