@@ -96,9 +96,9 @@ def compare_executors(args: argparse.Namespace, backbone: Backbone, work: Path) 
                                    cfg, loader=partial(make_backbone, args))
         executors = {'local': None, 'ray': ray_executor}
         seconds: dict[str, dict[int, list[float]]] = {k: {n: [] for n in sets} for k in executors}
-        for round_ in range(args.repeats):
-            for name, executor in executors.items():
-                for n, images in sets.items():
+        for round_ in range(args.repeats):     # executors alternate build by build
+            for n, images in sets.items():
+                for name, executor in executors.items():
                     start = time.perf_counter()
                     build_map(images, work / f'{name}{n}_{round_}', backbone,
                               batch_size=args.batch_size, chunk_size=args.chunk_size,
