@@ -19,6 +19,7 @@ bounded object store.
 
 from __future__ import annotations
 
+from collections import Counter
 from functools import partial
 import hashlib
 import json
@@ -127,8 +128,7 @@ class RayExecutor:
         """Run the Ray pipeline over the shards in ``todo``; save each as it completes."""
         n, chunk_size = len(database), manifest['chunk_size']
         groups = batch_groups(todo, n, chunk_size, manifest['batch_size'])
-        expected = {s: sum(1 for g in groups if g.start - g.start % chunk_size == s)
-                    for s in todo}
+        expected = Counter(g.start - g.start % chunk_size for g in groups)   # batches/shard
         parts: dict[int, dict[int, dict[str, np.ndarray]]] = {s: {} for s in todo}
         nodes: dict[int, set[str]] = {s: set() for s in todo}
         saved = 0
