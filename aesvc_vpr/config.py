@@ -387,3 +387,27 @@ class FilterConfig:
             raise ConfigError(f'filter.mixing must be in (0, 1), got {self.mixing}')
         if self.odom_max_age_s <= 0:
             raise ConfigError(f'filter.odom_max_age_s must be > 0, got {self.odom_max_age_s}')
+
+
+@dataclass(frozen=True)
+class RayBuildConfig:
+    """Where and how ``build-map --executor ray`` runs (docs/scale.md)."""
+
+    address: str = ''              # a running cluster; '': RAY_ADDRESS, else a local one
+    workers: int = 0               # embedding actors; 0: the cluster's CPUs / worker_cpus
+    worker_cpus: float = 1.0       # CPUs per actor, also its torch threads
+    worker_gpus: float = 0.0       # GPUs per actor (workers with GPUs)
+    decode_tasks: int = 0          # decoding tasks at a time; 0: twice the workers
+    object_store_mb: int = 1024    # object store of a local cluster (bounded, not 30 % of RAM)
+    max_retries: int = 2           # a batch that raised is run again this many times
+
+    def __post_init__(self) -> None:
+        """Validate, so that dataclasses.replace re-checks every change."""
+        if self.workers < 0 or self.decode_tasks < 0 or self.max_retries < 0:
+            raise ConfigError('ray.workers, ray.decode_tasks and ray.max_retries must be >= 0')
+        if self.worker_cpus <= 0 or self.worker_gpus < 0:
+            raise ConfigError(f'ray.worker_cpus must be > 0 and ray.worker_gpus >= 0, got '
+                              f'{self.worker_cpus}, {self.worker_gpus}')
+        if self.object_store_mb < 80:
+            raise ConfigError('ray.object_store_mb must be >= 80 (the least Ray takes), got '
+                              f'{self.object_store_mb}')

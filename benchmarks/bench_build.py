@@ -12,6 +12,16 @@ with random weights: the descriptors mean nothing, the compute is the same.
 
     .venv/bin/python benchmarks/bench_build.py --model vit_small_patch14_dinov2 --random-weights
     .venv/bin/python benchmarks/bench_build.py --model patchgrid --images 400
+
+``--ray`` instead compares the executors on the same cores, in one run: ``build_map`` with the
+local executor (torch on every core) against the Ray executor (a local cluster of all cores,
+``--ray-workers`` actors of ``cores / workers`` CPUs each). Each is timed at ``--images`` and
+twice as many, so the marginal rate (extra images / extra seconds) leaves out the fixed costs
+(the actors' start and backbone load, the merge); both rates, ray/local ratios (goal >= 0.85)
+and the Ray rate per worker, as one JSON line:
+
+    .venv/bin/python benchmarks/bench_build.py --ray --model vit_small_patch14_dinov2 \
+        --random-weights --images 48 --repeats 2
 """
 
 from __future__ import annotations
@@ -68,6 +78,57 @@ def batches(items: list, size: int) -> list[list]:
     return [items[i:i + size] for i in range(0, len(items), size)]
 
 
+def compare_executors(args: argparse.Namespace, backbone: Backbone, work: Path) -> None:
+    """Time the local and the Ray executor on the same images and cores; print one line."""
+    from functools import partial
+    os.environ['RAY_USAGE_STATS_ENABLED'] = '0'
+    import ray
+    from aesvc_vpr.config import RayBuildConfig
+    from aesvc_vpr.retrieval.ray_build import RayExecutor
+    cpus = os.cpu_count() or 1
+    ray.init(num_cpus=cpus, include_dashboard=False, log_to_driver=False,
+             object_store_memory=512 * 2 ** 20)
+    try:
+        every = write_images(work, 2 * args.images, args.width, args.height)
+        sets = {n: every.subset(range(n)) for n in (args.images, 2 * args.images)}
+        cfg = RayBuildConfig(workers=args.ray_workers, worker_cpus=cpus / args.ray_workers)
+        ray_executor = RayExecutor(BackboneConfig(model_name=args.model, runtime=args.runtime),
+                                   cfg, loader=partial(make_backbone, args))
+        executors = {'local': None, 'ray': ray_executor}
+        seconds: dict[str, dict[int, list[float]]] = {k: {n: [] for n in sets} for k in executors}
+        for round_ in range(args.repeats):     # executors alternate build by build
+            for n, images in sets.items():
+                for name, executor in executors.items():
+                    start = time.perf_counter()
+                    build_map(images, work / f'{name}{n}_{round_}', backbone,
+                              batch_size=args.batch_size, chunk_size=args.chunk_size,
+                              progress=False, executor=executor)
+                    seconds[name][n].append(time.perf_counter() - start)
+    finally:
+        ray.shutdown()
+    small, large = sorted(sets)
+    median = {k: {n: float(np.median(v)) for n, v in per.items()} for k, per in seconds.items()}
+    whole = {k: large / m[large] for k, m in median.items()}
+    marginal = {k: (large - small) / max(m[large] - m[small], 1e-9) for k, m in median.items()}
+    print(json.dumps({
+        'bench': 'build-executors', 'backbone': backbone.name,
+        'random_weights': args.random_weights, 'runtime': args.runtime,
+        'images': [small, large], 'size': [args.width, args.height],
+        'batch_size': args.batch_size, 'chunk_size': args.chunk_size, 'repeats': args.repeats,
+        'cpus': cpus, 'local_torch_threads': torch.get_num_threads(),
+        'ray_workers': args.ray_workers, 'ray_worker_cpus': cfg.worker_cpus,
+        'local_images_per_s': round(whole['local'], 2),
+        'ray_images_per_s': round(whole['ray'], 2),
+        'ray_over_local': round(whole['ray'] / whole['local'], 3),
+        'local_marginal_images_per_s': round(marginal['local'], 2),
+        'ray_marginal_images_per_s': round(marginal['ray'], 2),
+        'ray_over_local_marginal': round(marginal['ray'] / marginal['local'], 3),
+        'ray_marginal_images_per_s_per_worker': round(marginal['ray'] / args.ray_workers, 2),
+        'seconds': {k: {str(n): [round(x, 2) for x in v] for n, v in per.items()}
+                    for k, per in seconds.items()},
+        **provenance()}), flush=True)
+
+
 def main() -> None:
     """Parse flags and print one JSON line."""
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
@@ -80,9 +141,19 @@ def main() -> None:
     parser.add_argument('--batch-size', type=int, default=8)
     parser.add_argument('--chunk-size', type=int, default=32)
     parser.add_argument('--repeats', type=int, default=3)
+    parser.add_argument('--ray', action='store_true',
+                        help='compare the local and the Ray executor instead')
+    parser.add_argument('--ray-workers', type=int, default=2,
+                        help='Ray actors sharing the cores (with --ray)')
     args = parser.parse_args()
     backbone = make_backbone(args)
     work = Path(tempfile.mkdtemp(prefix='bench_build_'))
+    if args.ray:
+        try:
+            compare_executors(args, backbone, work)
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+        return
     try:
         images = write_images(work, args.images, args.width, args.height)
         decoded = [read_rgb(p) for p in images.paths]

@@ -30,17 +30,46 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              'share of the images cannot be used (default %(default)s)')
     add_image_arguments(parser)
     add_backbone_arguments(parser)
+    add_ray_arguments(parser)
+
+
+def add_ray_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add --executor and the --ray-* flags (RayBuildConfig; docs/scale.md)."""
+    from aesvc_vpr.config import RayBuildConfig
+    defaults = RayBuildConfig()
+    group = parser.add_argument_group('executor (docs/scale.md)')
+    group.add_argument('--executor', choices=('local', 'ray'), default='local',
+                       help="'local': this process (default); 'ray': shards over a Ray cluster")
+    group.add_argument('--ray-address', default=defaults.address,
+                       help='Ray cluster to join (default: $RAY_ADDRESS, else a local cluster '
+                            'started for this build)')
+    group.add_argument('--ray-workers', type=int, default=defaults.workers,
+                       help="embedding actors (default: the cluster's CPUs / --ray-worker-cpus)")
+    group.add_argument('--ray-worker-cpus', type=float, default=defaults.worker_cpus,
+                       help='CPUs (and torch threads) per actor (default %(default)s)')
+    group.add_argument('--ray-worker-gpus', type=float, default=defaults.worker_gpus,
+                       help='GPUs per actor, where workers have GPUs (default %(default)s)')
+    group.add_argument('--ray-object-store-mb', type=int, default=defaults.object_store_mb,
+                       help="a local cluster's object store (default %(default)s)")
 
 
 def run(args: argparse.Namespace) -> int:
     """Build (or resume, or re-project) the map and print a one-line summary."""
-    from aesvc_vpr.config import HeadConfig, TrainConfig
+    from aesvc_vpr.config import HeadConfig, RayBuildConfig, TrainConfig
     from aesvc_vpr.data.datasets import load_dataset
     from aesvc_vpr.retrieval.encoder import Encoder
     from aesvc_vpr.retrieval.mapbuild import build_map
+    from aesvc_vpr.retrieval.ray_build import RayExecutor
 
     dataset = load_dataset(args.dataset, args.image_root)
-    encoder = Encoder.load(backbone_config(args), args.head)
+    backbone_cfg = backbone_config(args)
+    encoder = Encoder.load(backbone_cfg, args.head)
+    executor = None
+    if args.executor == 'ray':
+        executor = RayExecutor(backbone_cfg, RayBuildConfig(
+            address=args.ray_address, workers=args.ray_workers,
+            worker_cpus=args.ray_worker_cpus, worker_gpus=args.ray_worker_gpus,
+            object_store_mb=args.ray_object_store_mb))
     train = None
     if args.train_head:
         train_cfg = TrainConfig() if args.epochs is None else TrainConfig(epochs=args.epochs)
@@ -48,7 +77,7 @@ def run(args: argparse.Namespace) -> int:
     mapdb = build_map(dataset.database, args.map, encoder.backbone, batch_size=args.batch_size,
                       chunk_size=args.chunk_size, projector=encoder.projector, train=train,
                       source=str(args.dataset), max_failed_fraction=args.max_failed_fraction,
-                      images=image_config(args))
+                      images=image_config(args), executor=executor)
     print(f'{mapdb.root}: {mapdb.count} entries ({len(mapdb.failed_images)} images failed), '
           f'{mapdb.backbone_name} raw {mapdb.raw.shape[1]}-d, embeddings '
           f'{mapdb.embeddings.shape[1]}-d, head {mapdb.head_fingerprint[:12] or "none"}, '

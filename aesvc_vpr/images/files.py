@@ -13,7 +13,7 @@ import logging
 from pathlib import Path
 import queue
 import threading
-from typing import Iterable, Iterator, Sequence
+from typing import Iterable, Iterator, Mapping, Sequence
 
 import cv2
 import numpy as np
@@ -96,7 +96,7 @@ def decoded_batches(paths: Sequence[str], groups: Iterable[Sequence[int]],
             for group in groups:
                 if stop.is_set():
                     return
-                out.put(_decode(paths, group, cfg or ImageConfig()))
+                out.put(decode_group(paths, group, cfg or ImageConfig()))
         except BaseException as err:     # noqa: B902 - handed to the consumer, re-raised there
             out.put(err)
         out.put(done)
@@ -125,7 +125,12 @@ def log_failures(failures: Sequence[Failure], what: str) -> None:
                     ' ...' if len(failures) > 3 else '')
 
 
-def _decode(paths: Sequence[str], group: Sequence[int], cfg: ImageConfig) -> DecodedBatch:
+def decode_group(paths: Sequence[str] | Mapping[int, str], group: Sequence[int],
+                 cfg: ImageConfig) -> DecodedBatch:
+    """Decode the images of rows ``group`` under ``cfg``: one batch, failures listed.
+
+    ``paths`` maps rows to files: the whole list, or (in a Ray task) only this group's rows.
+    """
     rows, images, failures = [], [], []
     for row in group:
         try:

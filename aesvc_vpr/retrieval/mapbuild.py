@@ -19,7 +19,7 @@ import logging
 import os
 from pathlib import Path
 import shutil
-from typing import Any, Sequence, TYPE_CHECKING
+from typing import Any, Callable, Sequence, TYPE_CHECKING
 
 import numpy as np
 
@@ -33,6 +33,8 @@ from aesvc_vpr.errors import HeadError, MapError
 from aesvc_vpr.images.files import decoded_batches, Failure, log_failures
 from aesvc_vpr.retrieval.map_writes import map_writer_lock, refuse_other_kind
 from aesvc_vpr.retrieval.mapdb import LOCALIZATION, MAP_JSON, MapDatabase
+from aesvc_vpr.retrieval.shards import (batch_groups, embed_batch, join_parts, load_shard,
+                                        save_shard, shard_path)
 
 if TYPE_CHECKING:
     from aesvc_vpr.head.projector import Projector
@@ -46,6 +48,11 @@ DEFAULT_CHUNK_SIZE = 1024
 DEFAULT_MAX_FAILED_FRACTION = 0.05
 FAILURES_SHOWN = 5
 
+# (database, build folder, backbone, build state, progress, decode policy) -> every shard's
+# arrays in row order; the local executor is ``embed_shards``, the Ray one ``ray_build``'s
+ShardExecutor = Callable[[GeoImageSet, Path, Backbone, dict[str, Any], bool, ImageConfig],
+                         list[dict[str, np.ndarray]]]
+
 
 def build_map(database: GeoImageSet, root: str | os.PathLike, backbone: Backbone, *,
               batch_size: int = 8, chunk_size: int = DEFAULT_CHUNK_SIZE,
@@ -53,7 +60,8 @@ def build_map(database: GeoImageSet, root: str | os.PathLike, backbone: Backbone
               train: tuple[HeadConfig, TrainConfig] | None = None,
               progress: bool = True, source: str = '',
               max_failed_fraction: float = DEFAULT_MAX_FAILED_FRACTION,
-              images: ImageConfig | None = None) -> MapDatabase:
+              images: ImageConfig | None = None,
+              executor: ShardExecutor | None = None) -> MapDatabase:
     """Embed a database set into a map directory, resuming a previous partial build.
 
     Args:
@@ -72,6 +80,8 @@ def build_map(database: GeoImageSet, root: str | os.PathLike, backbone: Backbone
         max_failed_fraction: the share of images that may fail before the build fails; the
             embedded chunks are kept, and a re-run retries only the failed images.
         images: the decode policy (pixel limits); default ``ImageConfig()``.
+        executor: what embeds the shards not yet on disk; default ``embed_shards``, in this
+            process (``ray_build.RayExecutor`` spreads them over a Ray cluster).
 
     Returns:
         The written map.
@@ -97,8 +107,8 @@ def build_map(database: GeoImageSet, root: str | os.PathLike, backbone: Backbone
         if done is not None:
             return _finish_head(root, done, projector, train, progress)
         try:
-            chunks = _embed_chunks(database, root / BUILD_DIR, backbone, state, progress,
-                                   images or ImageConfig())
+            chunks = (executor or embed_shards)(database, root / BUILD_DIR, backbone, state,
+                                                progress, images or ImageConfig())
         except OSError as err:
             raise MapError(f'{root}: cannot write the build chunks ({err})') from err
         rows = np.concatenate([c['rows'] for c in chunks])
@@ -182,10 +192,14 @@ def _without_head(root: Path, err: MapError) -> MapDatabase | None:
     return mapdb
 
 
-def _embed_chunks(database: GeoImageSet, build: Path, backbone: Backbone,
-                  state: dict[str, Any], progress: bool,
-                  images: ImageConfig) -> list[dict[str, np.ndarray]]:
-    """Embed the chunks not on disk, retry failed images of the others; all chunks in order."""
+def embed_shards(database: GeoImageSet, build: Path, backbone: Backbone,
+                 state: dict[str, Any], progress: bool,
+                 images: ImageConfig) -> list[dict[str, np.ndarray]]:
+    """Embed the shards not on disk, retry failed images of the others: the local executor.
+
+    Returns:
+        every shard's arrays (``shards.PART_KEYS``), in row order.
+    """
     state_path = build / STATE_JSON
     stale = not state_path.is_file() or json.loads(state_path.read_text()) != state
     if build.is_dir() and stale:
@@ -196,73 +210,54 @@ def _embed_chunks(database: GeoImageSet, build: Path, backbone: Backbone,
         json.dump(state, f, indent=1)
     n, chunk_size, batch_size = len(database), state['chunk_size'], state['batch_size']
     starts = range(0, n, chunk_size)
-    todo = [s for s in starts if not _chunk_path(build, s).is_file()]
+    todo = [s for s in starts if not shard_path(build, s).is_file()]
     if len(todo) < len(starts):
         log.info('%s: resuming, %d of %d chunks already embedded', build,
                  len(starts) - len(todo), len(starts))
-        for start in sorted(set(starts) - set(todo)):
-            _retry_failures(build, start, database, backbone, batch_size, images)
-    # batches never straddle a chunk, so a resumed build batches exactly as a fresh one does
-    groups = [range(b, min(b + batch_size, s + chunk_size, n))
-              for s in todo for b in range(s, min(s + chunk_size, n), batch_size)]
-    pending: dict[str, list] = {'rows': [], 'raw': [], 'failed_rows': [], 'failed_reasons': []}
+        retry_failed_images(build, sorted(set(starts) - set(todo)), database, backbone,
+                            batch_size, images)
+    groups = batch_groups(todo, n, chunk_size, batch_size)
+    parts: list[dict[str, np.ndarray]] = []
     done_rows = n - sum(min(chunk_size, n - s) for s in todo)
     with progress_bar(total=n, initial=done_rows, desc='build-map', unit='img',
                       enabled=progress) as bar:
         for batch, group in zip(decoded_batches(database.paths, groups, cfg=images), groups):
-            if batch.images:
-                pending['rows'].append(batch.rows)
-                pending['raw'].append(backbone.embed(batch.images).astype(np.float16))
-            pending['failed_rows'].extend(f.row for f in batch.failures)
-            pending['failed_reasons'].extend(f.reason for f in batch.failures)
+            parts.append(embed_batch(backbone, batch))
             bar.update(len(group))
             if group.stop == n or group.stop % chunk_size == 0:
-                _save_chunk(build, group.start - group.start % chunk_size, pending,
-                            backbone.dim)
-                pending = {k: [] for k in pending}
-    return [dict(np.load(_chunk_path(build, s))) for s in starts]
+                save_shard(build, group.start - group.start % chunk_size,
+                           join_parts(parts, backbone.dim))
+                parts = []
+    return [load_shard(build, s) for s in starts]
+
+
+def retry_failed_images(build: Path, starts: Sequence[int], database: GeoImageSet,
+                        backbone: Backbone, batch_size: int, images: ImageConfig) -> None:
+    """Decode the failed images of the saved shards at ``starts`` again, in this process."""
+    for start in starts:
+        _retry_failures(build, start, database, backbone, batch_size, images)
 
 
 def _retry_failures(build: Path, start: int, database: GeoImageSet, backbone: Backbone,
                     batch_size: int, images: ImageConfig) -> None:
     """Decode a saved chunk's failed images again; embed and merge the ones that now work."""
-    chunk = dict(np.load(_chunk_path(build, start)))
+    chunk = load_shard(build, start)
     failed = [int(r) for r in chunk['failed_rows']]
     if not failed:
         return
     groups = [failed[i:i + batch_size] for i in range(0, len(failed), batch_size)]
-    rows, raw, still, reasons = [chunk['rows']], [chunk['raw']], [], []
-    for batch in decoded_batches(database.paths, groups, cfg=images):
-        if batch.images:
-            rows.append(batch.rows)
-            raw.append(backbone.embed(batch.images).astype(np.float16))
-        still.extend(f.row for f in batch.failures)
-        reasons.extend(f.reason for f in batch.failures)
-    if len(still) == len(failed):
+    parts = [embed_batch(backbone, batch)
+             for batch in decoded_batches(database.paths, groups, cfg=images)]
+    retried = join_parts(parts, backbone.dim)
+    if len(retried['failed_rows']) == len(failed):
         return
     log.info('%s: %d of %d failed images of chunk %d decode now', build,
-             len(failed) - len(still), len(failed), start)
-    merged_rows = np.concatenate(rows)
+             len(failed) - len(retried['failed_rows']), len(failed), start)
+    merged_rows = np.concatenate([chunk['rows'], retried['rows']])
     order = np.argsort(merged_rows, kind='stable')
-    pending = {'rows': [merged_rows[order]], 'raw': [np.concatenate(raw)[order]],
-               'failed_rows': still, 'failed_reasons': reasons}
-    _save_chunk(build, start, pending, backbone.dim)
-
-
-def _save_chunk(build: Path, start: int, pending: dict[str, list], dim: int) -> None:
-    arrays = {
-        'rows': np.concatenate(pending['rows']) if pending['rows'] else np.empty(0, np.int64),
-        'raw': (np.concatenate(pending['raw']) if pending['raw']
-                else np.empty((0, dim), np.float16)),
-        'failed_rows': np.asarray(pending['failed_rows'], np.int64),
-        'failed_reasons': np.asarray(pending['failed_reasons'], dtype=str),
-    }
-    with atomic_write(_chunk_path(build, start)) as f:
-        np.savez(f, **arrays)
-
-
-def _chunk_path(build: Path, start: int) -> Path:
-    return build / f'chunk_{start:09d}.npz'
+    save_shard(build, start, {
+        'rows': merged_rows[order], 'raw': np.concatenate([chunk['raw'], retried['raw']])[order],
+        'failed_rows': retried['failed_rows'], 'failed_reasons': retried['failed_reasons']})
 
 
 def _head(root: Path, raw: np.ndarray, utm: np.ndarray, backbone_name: str,

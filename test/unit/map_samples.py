@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import cv2
@@ -12,6 +13,13 @@ from aesvc_vpr.data.datasets import GeoImageSet
 
 ZONE = '17T'
 ORIGIN = np.array([584500.0, 4476900.0])
+MAP_ROLES = ('raw', 'utm', 'yaw', 'stamps_ns', 'ids', 'paths')
+
+
+def map_bytes(root: Path) -> dict[str, bytes]:
+    """Return the bytes of a map directory's arrays, by role (to compare two builds)."""
+    files = json.loads((root / 'map.json').read_text())['files']
+    return {role: (root / files[role]['name']).read_bytes() for role in MAP_ROLES}
 
 
 def textured_image(seed: int, size: tuple[int, int] = (48, 64)) -> np.ndarray:
@@ -49,3 +57,27 @@ class CountingBackbone(PatchGridBackbone):
         """Embed with PatchGrid and count the images."""
         self.embedded += len(images)
         return super().embed(images)
+
+
+class FlakyBackbone(PatchGridBackbone):
+    """PatchGrid whose first ``embed`` call, over every process, raises (a worker that fails).
+
+    ``marker`` is created on that first call; later calls (a retry) embed normally.
+    """
+
+    def __init__(self, marker: str) -> None:
+        super().__init__()
+        self.marker = marker
+
+    def embed(self, images: list[np.ndarray]) -> np.ndarray:
+        """Raise once (whoever creates the marker first), then embed with PatchGrid."""
+        try:
+            Path(self.marker).open('x').close()
+        except FileExistsError:
+            return super().embed(images)
+        raise RuntimeError('injected worker failure')
+
+
+def flaky_backbone(marker: str) -> FlakyBackbone:
+    """Build a FlakyBackbone (a picklable loader for Ray actors, with functools.partial)."""
+    return FlakyBackbone(marker)

@@ -11,7 +11,7 @@ import sys
 import textwrap
 import time
 
-from map_samples import CountingBackbone, write_route
+from map_samples import CountingBackbone, map_bytes, write_route
 import numpy as np
 import pytest
 
@@ -26,7 +26,6 @@ from aesvc_vpr.retrieval.mapdb import MapDatabase
 
 
 COUNT, CHUNK, BATCH = 48, 8, 4
-MAP_ROLES = ('raw', 'utm', 'yaw', 'stamps_ns', 'ids', 'paths')
 
 # a real build in a child process; each batch is slowed down so the parent can kill it mid-way
 CHILD = textwrap.dedent("""
@@ -51,11 +50,6 @@ CHILD = textwrap.dedent("""
 @pytest.fixture(scope='module')
 def route(tmp_path_factory):
     return write_route(tmp_path_factory.mktemp('route'), COUNT)
-
-
-def _bytes(root: Path) -> dict[str, bytes]:
-    files = json.loads((root / 'map.json').read_text())['files']
-    return {role: (root / files[role]['name']).read_bytes() for role in MAP_ROLES}
 
 
 def test_sigkill_then_resume_is_byte_identical(tmp_path, route):
@@ -88,7 +82,7 @@ def test_sigkill_then_resume_is_byte_identical(tmp_path, route):
                         progress=False)
     # only the chunks not on disk were embedded again: at most one was lost per kill
     assert resumer.embedded == COUNT - saved_at_kill[-1] * CHUNK
-    assert _bytes(target) == _bytes(tmp_path / 'ref')
+    assert map_bytes(target) == map_bytes(tmp_path / 'ref')
     assert resumed.count == COUNT and not build.exists()
 
 
@@ -121,11 +115,11 @@ def test_complete_map_is_kept_and_reprojected_without_re_embedding(tmp_path, rou
     images = route.subset(range(16))
     build_map(images, tmp_path / 'map', PatchGridBackbone(), batch_size=BATCH,
               chunk_size=CHUNK, progress=False)
-    before = _bytes(tmp_path / 'map')
+    before = map_bytes(tmp_path / 'map')
     backbone = CountingBackbone()
     again = build_map(images, tmp_path / 'map', backbone, batch_size=BATCH, chunk_size=CHUNK,
                       progress=False)
-    assert backbone.embedded == 0 and again.count == 16 and _bytes(tmp_path / 'map') == before
+    assert backbone.embedded == 0 and again.count == 16 and map_bytes(tmp_path / 'map') == before
 
     head_cfg = HeadConfig(latent_dim=16, prefix_sizes=(4, 8, 16))
     train_cfg = TrainConfig(epochs=1, batch_size=4, patience=1)
