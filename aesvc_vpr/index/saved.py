@@ -69,6 +69,26 @@ def factory_string(recipe: str, count: int, dim: int) -> tuple[str, int]:
     return f'{coarse},{"SQ8" if recipe == "ivfsq8" else "Flat"}', nlist
 
 
+def _flat_coarse_quantizer(ivf: faiss.IndexIVF) -> None:
+    """Replace an HNSW coarse quantizer by a flat one over the same centroids, after the adds.
+
+    The graph makes assigning millions of rows cheap, but a query visits hundreds of lists, and
+    an HNSW search for that many neighbours costs more than scanning every centroid: at 8192
+    lists of 128-d, 1.3 ms against 0.3 ms for 256 lists and 35 ms against 0.5 ms for 1024 (one
+    thread). The flat quantizer also returns the exact nearest lists. Its centroids cost
+    4 * prefix bytes per list (4 MiB for 8192 lists of 128-d).
+    """
+    quantizer = faiss.downcast_index(ivf.quantizer)
+    if not isinstance(quantizer, faiss.IndexHNSW):
+        return
+    flat = faiss.IndexFlatL2(ivf.d)
+    flat.add(quantizer.reconstruct_n(0, ivf.nlist))
+    old = ivf.quantizer
+    ivf.quantizer = flat
+    flat.this.disown()      # owned and freed by the IVF index (own_fields)
+    old.this.own(True)      # the graph is freed with its Python wrapper
+
+
 class SavedIndex:
     """A compressed index over the normalised ``prefix_dim`` prefixes of a map's rows.
 
@@ -131,6 +151,7 @@ class SavedIndex:
         index.train(l2_prefix(embeddings_full[sample], prefix_dim))
         for start in range(0, n, ADD_BLOCK):
             index.add(l2_prefix(embeddings_full[start:start + ADD_BLOCK], prefix_dim))
+        _flat_coarse_quantizer(ivf)
         log.info('built %s index (%s) over %d rows, prefix %d', recipe, factory, n, prefix_dim)
         return cls(index, prefix_dim, recipe, nprobe)
 

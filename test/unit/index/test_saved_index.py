@@ -57,6 +57,24 @@ def test_saved_mapped_and_reranked_agrees_with_exact(tmp_path, database, recipe)
     assert loaded.nbytes < database[:, :16].astype(np.float32).nbytes
 
 
+def test_hnsw_coarse_quantizer_is_flat_after_the_build(tmp_path):
+    # 1024 lists and up are assigned through an HNSW graph, searched with a flat scan
+    rng = np.random.default_rng(3)
+    rows = (rng.standard_normal((140_000, 16)) / np.sqrt(np.arange(1, 17))).astype(np.float16)
+    built = SavedIndex.build(rows, 16, 'ivfpqfs', nprobe=64)
+    assert factory_string('ivfpqfs', len(rows), 16)[0] == 'IVF1024_HNSW32,PQ8x4fs'
+    path = tmp_path / 'index.faiss'
+    built.save(path)
+    loaded = SavedIndex.load(path, 16, 'ivfpqfs', nprobe=64)
+    ivf = faiss.extract_index_ivf(loaded._index)
+    quantizer = faiss.downcast_index(ivf.quantizer)
+    assert isinstance(quantizer, faiss.IndexFlatL2) and quantizer.ntotal == ivf.nlist == 1024
+    queries = held_out_queries(l2_prefix(rows, 16), 50, seed=4)
+    _, found = FunnelIndex(loaded, rows, 16, shortlist_k=100).search(queries, 1)
+    _, exact = PrefixIndex(rows, 16).search(queries, 1)
+    assert np.mean(found[:, 0] == exact[:, 0]) >= 0.95
+
+
 def test_garbage_file_is_refused(tmp_path):
     path = tmp_path / 'index.faiss'
     path.write_bytes(b'not an index at all')
