@@ -122,12 +122,12 @@ def write_map(root: Path, cfg: OrderedConfig, count: int) -> float:
 
 
 def synthetic_id(cfg: OrderedConfig) -> str:
-    """What a map of ordered synthetic rows was generated from (checked by ``--reuse``)."""
+    """Name what a map of ordered synthetic rows was generated from (checked by ``--reuse``)."""
     return f'ordered dim={cfg.dim} seed={cfg.seed} {cfg!r}'
 
 
 def reusable_map(root: Path, cfg: OrderedConfig, count: int) -> bool:
-    """True when ``root`` holds a loadable map of exactly these synthetic rows."""
+    """Tell whether ``root`` holds a loadable map of exactly these synthetic rows."""
     try:
         mapdb = MapDatabase.load(root)
     except MapError:
@@ -137,7 +137,7 @@ def reusable_map(root: Path, cfg: OrderedConfig, count: int) -> bool:
 
 def cached_exact(args: argparse.Namespace, store: np.ndarray, queries: np.ndarray, dim: int,
                  k: int) -> np.ndarray:
-    """The exact top-k rows, read from ``--workdir`` when ``--reuse`` finds them there."""
+    """Return the exact top-k rows, read from ``--workdir`` when ``--reuse`` finds them there."""
     cache = Path(args.workdir) / (f'exact_{len(store)}_d{dim}_k{k}_q{len(queries)}_'
                                   f's{args.seed}.npy')
     if args.reuse and cache.is_file():

@@ -2,12 +2,13 @@
 
 For maps of millions of entries the exact flat index is too large (4 * prefix bytes per entry)
 and too slow to rebuild at every start. These recipes (after the FAISS wiki's guidelines for
-1M-100M vectors) keep a few tens of bytes per entry: an inverted file whose coarse quantizer is
-an HNSW graph over the centroids, with product-quantized residuals (``ivfpq``, optionally
-rotated by OPQ, ``opqpq``), 4-bit fast-scan product codes (``ivfpqfs``: twice the
-sub-quantizers in the same 32 bytes at prefix 128, scanned with SIMD shuffles from registers,
-~4x faster per code than 8-bit PQ's table look-ups) or 8-bit scalar codes (``ivfsq8``). Vectors are the L2-normalised
-prefixes under the L2 metric, which ranks as cosine does (|a - b|^2 = 2 - 2 cos) and lets the
+1M-100M vectors) keep a few tens of bytes per entry: an inverted file (rows assigned through an
+HNSW graph over the centroids, which is replaced by a flat scan of them for search) with
+product-quantized residuals (``ivfpq``, optionally rotated by OPQ, ``opqpq``), 4-bit fast-scan
+product codes (``ivfpqfs``, the default: twice the sub-quantizers in the same 32 bytes at prefix
+128, scanned with SIMD shuffles from registers, ~4x faster per code than 8-bit PQ's table
+look-ups) or 8-bit scalar codes (``ivfsq8``). Vectors are the L2-normalised prefixes under the
+L2 metric, which ranks as cosine does (|a - b|^2 = 2 - 2 cos) and lets the
 quantizers encode residuals. Their scores are approximate: the caller re-ranks the shortlist
 exactly from the stored embeddings (``funnel.FunnelIndex``). Which recipe to use is measured
 per map size and prefix by ``benchmarks/bench_scale.py``.
