@@ -34,7 +34,7 @@ DEFAULT_RECIPE = 'ivfpqfs'
 DEFAULT_NPROBE = 256       # bench_scale: R@1 0.99 at 1M re-ranked from a shortlist of 400
 ADD_BLOCK = 65536          # rows normalised and added per step (bounds temporary memory)
 TRAIN_PER_LIST = 40        # training rows per inverted list (FAISS wants >= 39)
-MAX_TRAIN = 400_000
+MAX_TRAIN = 160_000       # k-means costs rows x lists: 10M rows, 8192 lists -> 20 rows per list
 HNSW_QUANTIZER_M = 32
 COARSE_NITER = 10          # k-means iterations of the coarse quantizer (FAISS default 25)
 
