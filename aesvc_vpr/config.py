@@ -223,7 +223,7 @@ class SearchConfig:
     index_type: str = 'flat'       # flat (exact) | ivf | hnsw | saved (the map's index file)
     threads: int = 0               # FAISS threads; 0: 1 for single queries, all cores for batches
     shortlist_dim: int = 0         # funnel: shortlist at this prefix, re-rank at prefix_dim; 0 off
-    shortlist_k: int = 100         # candidates re-ranked exactly (funnel and saved index)
+    shortlist_k: int = 400         # candidates re-ranked exactly (funnel and saved index)
 
     def __post_init__(self) -> None:
         """Validate, so that dataclasses.replace re-checks every change."""

@@ -36,10 +36,11 @@ import torch
 from aesvc_vpr.common.provenance import provenance
 from aesvc_vpr.data.synthetic_embeddings import (ordered_database_blocks, ordered_queries,
                                                  OrderedConfig)
+from aesvc_vpr.errors import MapError
 from aesvc_vpr.index.funnel import FunnelIndex
 from aesvc_vpr.index.prefix import l2_prefix
 from aesvc_vpr.index.prefix_index import PrefixIndex
-from aesvc_vpr.retrieval.map_index import index_map, load_saved_index
+from aesvc_vpr.retrieval.map_index import index_map, load_saved_index, saved_index_entry
 from aesvc_vpr.retrieval.mapdb import MapDatabase
 
 EXACT_BLOCK = 1 << 18       # database rows per brute-force block
@@ -47,10 +48,17 @@ LATENCY_QUERIES = 300       # single queries timed per configuration (after WARM
 WARMUP = 20
 
 
-def stats_ms(samples_s: list[float]) -> dict[str, float]:
-    """Median and p95 in milliseconds."""
-    p50, p95 = np.percentile(np.asarray(samples_s) * 1e3, [50, 95])
-    return {'p50_ms': round(float(p50), 3), 'p95_ms': round(float(p95), 3)}
+def stats_ms(samples_s: list[tuple[float, float]]) -> dict[str, float]:
+    """Median and p95 in milliseconds of wall time and of this thread's CPU time.
+
+    On a shared machine the wall time of a niced process mostly measures the scheduler; the
+    thread's CPU time (FAISS runs single queries in the calling thread) is the search's own cost.
+    """
+    wall, cpu = (np.asarray(column) * 1e3 for column in zip(*samples_s))
+    p50, p95 = np.percentile(wall, [50, 95])
+    cpu50, cpu95 = np.percentile(cpu, [50, 95])
+    return {'p50_ms': round(float(p50), 3), 'p95_ms': round(float(p95), 3),
+            'cpu_p50_ms': round(float(cpu50), 3), 'cpu_p95_ms': round(float(cpu95), 3)}
 
 
 def memory_kib() -> dict[str, int]:
@@ -97,17 +105,55 @@ def footprint(root: Path, prefix: int, nprobe: int, shortlist_k: int) -> dict:
 
 
 def write_map(root: Path, cfg: OrderedConfig, count: int) -> float:
-    """Write a head-less map of ``count`` ordered synthetic rows; seconds taken."""
+    """Write a head-less map of ``count`` ordered synthetic rows; seconds taken.
+
+    The rows are generated a block at a time into a memory-mapped staging file beside the map,
+    so no copy of all rows is held in memory (10M x 256 float16 is 5 GB).
+    """
     start = time.perf_counter()
-    raw = np.empty((count, cfg.dim), np.float16)
+    shutil.rmtree(root, ignore_errors=True)
+    staging = root.parent / f'.{root.name}.rows.npy'
+    raw = np.lib.format.open_memmap(staging, 'w+', np.float16, (count, cfg.dim))
     at = 0
     for block in ordered_database_blocks(cfg, count):
         raw[at:at + len(block)] = block
         at += len(block)
-    shutil.rmtree(root, ignore_errors=True)
-    MapDatabase.write(root, raw, np.zeros((count, 2)), '10S', backbone_name='synthetic',
-                      backbone_fingerprint='0' * 64)
+    raw.flush()
+    try:
+        MapDatabase.write(root, raw, np.zeros((count, 2)), '10S', backbone_name='synthetic',
+                          backbone_fingerprint='0' * 64, extra={'synthetic': synthetic_id(cfg)})
+    finally:
+        del raw
+        staging.unlink(missing_ok=True)
     return time.perf_counter() - start
+
+
+def synthetic_id(cfg: OrderedConfig) -> str:
+    """Name what a map of ordered synthetic rows was generated from (checked by ``--reuse``)."""
+    return f'ordered dim={cfg.dim} seed={cfg.seed} {cfg!r}'
+
+
+def reusable_map(root: Path, cfg: OrderedConfig, count: int) -> bool:
+    """Tell whether ``root`` holds a loadable map of exactly these synthetic rows."""
+    try:
+        mapdb = MapDatabase.load(root)
+    except MapError:
+        return False
+    return mapdb.count == count and mapdb.meta.get('synthetic') == synthetic_id(cfg)
+
+
+def cached_exact(args: argparse.Namespace, store: np.ndarray, queries: np.ndarray, dim: int,
+                 k: int) -> np.ndarray:
+    """Return the exact top-k rows, read from ``--workdir`` when ``--reuse`` finds them there."""
+    cache = Path(args.workdir) / (f'exact_{len(store)}_d{dim}_k{k}_q{len(queries)}_'
+                                  f's{args.seed}.npy')
+    if args.reuse and cache.is_file():
+        return np.load(cache)
+    _, exact = exact_topk(store, queries, dim, k)
+    tmp = cache.with_suffix('.tmp.npy')
+    np.save(tmp, exact)
+    os.replace(tmp, cache)
+    return exact
 
 
 def exact_topk(store: np.ndarray, queries: np.ndarray, dim: int,
@@ -126,15 +172,16 @@ def exact_topk(store: np.ndarray, queries: np.ndarray, dim: int,
     return best_s.numpy(), best_i.numpy()
 
 
-def single_queries(index, queries: np.ndarray, k: int) -> tuple[list[float], np.ndarray]:
-    """Search one query at a time; per-query seconds (after a warm-up) and all results."""
+def single_queries(index, queries: np.ndarray,
+                   k: int) -> tuple[list[tuple[float, float]], np.ndarray]:
+    """Search one query at a time; per-query wall and CPU seconds (after a warm-up), results."""
     for q in queries[:WARMUP]:
         index.search(q[None], k)
     times, found = [], []
     for q in queries:
-        start = time.perf_counter()
+        start, start_cpu = time.perf_counter(), time.thread_time()
         found.append(index.search(q[None], k)[1][0])
-        times.append(time.perf_counter() - start)
+        times.append((time.perf_counter() - start, time.thread_time() - start_cpu))
     return times, np.stack(found)
 
 
@@ -150,28 +197,38 @@ def bench_size(args: argparse.Namespace, count: int, info: dict) -> None:
     """All recipes and settings on one map size."""
     cfg = OrderedConfig(dim=args.dim, seed=args.seed)
     root = Path(args.workdir) / f'map_{count}'
-    write_s = write_map(root, cfg, count)
+    root.parent.mkdir(parents=True, exist_ok=True)
+    reused = args.reuse and reusable_map(root, cfg, count)
+    write_s = None if reused else write_map(root, cfg, count)
     queries, _ = ordered_queries(cfg, count, args.queries)
     mapdb = MapDatabase.load(root)
     start = time.perf_counter()
-    _, exact = exact_topk(mapdb.store, queries, args.prefix, 10)
+    exact = cached_exact(args, mapdb.store, queries, args.prefix, 10)
     base = {**info, 'entries': count, 'dim': args.dim, 'prefix': args.prefix,
-            'queries': len(queries), 'map_write_s': round(write_s, 1),
+            'queries': len(queries), 'map_reused': reused,
+            'map_write_s': None if reused else round(write_s, 1),
             'exact_ground_truth_s': round(time.perf_counter() - start, 1)}
+    print(json.dumps({**base, 'index': None, 'stage': 'map and ground truth ready',
+                      'load_avg_1m': round(os.getloadavg()[0], 2)}), flush=True)
     flat_p50 = None
     if not args.no_flat:
         flat = PrefixIndex(mapdb.store, args.prefix)
-        times, found = single_queries(flat, queries[:LATENCY_QUERIES], 10)
+        flat_queries = queries[:args.flat_queries]
+        times, found = single_queries(flat, flat_queries, 10)
         flat_p50 = stats_ms(times)['p50_ms']
         print(json.dumps({**base, 'index': 'flat (exact, baseline)', **stats_ms(times),
-                          **recalls(found, exact[:LATENCY_QUERIES]),
-                          'resident_bytes_per_entry': flat.nbytes / count}), flush=True)
+                          'latency_queries': len(flat_queries),
+                          **recalls(found, exact[:len(flat_queries)]),
+                          'resident_bytes_per_entry': flat.nbytes / count,
+                          'load_avg_1m': round(os.getloadavg()[0], 2)}), flush=True)
         del flat
     for recipe in args.recipes:
         before = memory_kib()
-        built = index_map(root, args.prefix, recipe, max(args.nprobes))
-        entry = built.meta['files']['index']
-        del built
+        entry = saved_index_entry(mapdb) if args.reuse else None
+        if not (entry and entry['recipe'] == recipe and entry['prefix_dim'] == args.prefix):
+            built = index_map(root, args.prefix, recipe, max(args.nprobes))
+            entry = built.meta['files']['index']
+            del built
         start = time.perf_counter()
         mapdb = MapDatabase.load(root)
         saved = load_saved_index(mapdb, args.prefix)
@@ -191,13 +248,14 @@ def bench_size(args: argparse.Namespace, count: int, info: dict) -> None:
                        'fresh_anon_bytes_per_entry': round(fresh['anon_kib'] * 1024 / count, 1),
                        'fresh_mapped_bytes_per_entry': round(
                            fresh['file_kib'] * 1024 / count, 1),
-                       'build_s': entry['build_s'], 'load_s': round(load_s, 3)}
+                       'build_s': entry['build_s'], 'load_s': round(load_s, 3),
+                       'load_avg_1m': round(os.getloadavg()[0], 2)}
                 if flat_p50:
                     row['flat_p50_over_p50'] = round(flat_p50 / row['p50_ms'], 2)
                 print(json.dumps(row), flush=True)
     if args.funnel:
         bench_funnel(args, mapdb, queries, base)
-    if not args.keep:
+    if not (args.keep or args.reuse):
         shutil.rmtree(root, ignore_errors=True)
 
 
@@ -230,7 +288,8 @@ def main() -> None:
     parser.add_argument('--dim', type=int, default=256)
     parser.add_argument('--prefix', type=int, default=128)
     parser.add_argument('--queries', type=int, default=1000)
-    parser.add_argument('--recipes', nargs='+', default=['ivfpq', 'opqpq', 'ivfsq8'])
+    parser.add_argument('--recipes', nargs='*', default=['ivfpq', 'opqpq', 'ivfsq8'],
+                        help='index recipes (none: only write the map and the ground truth)')
     parser.add_argument('--nprobes', type=int, nargs='+', default=[16, 32, 64])
     parser.add_argument('--shortlist-ks', type=int, nargs='+', default=[50, 100, 200])
     parser.add_argument('--funnel', action='store_true', help='also measure the funnel')
@@ -241,6 +300,11 @@ def main() -> None:
                         help='skip the exact flat baseline (4 * prefix bytes per entry of RAM)')
     parser.add_argument('--workdir', default='/tmp/aesvc_bench_scale')
     parser.add_argument('--keep', action='store_true', help='keep the map directories')
+    parser.add_argument('--reuse', action='store_true',
+                        help='keep the maps, and reuse a map, ground truth and saved index '
+                             'that --workdir already holds for these settings')
+    parser.add_argument('--flat-queries', type=int, default=LATENCY_QUERIES,
+                        help='single queries timed on the exact flat baseline')
     parser.add_argument('--seed', type=int, default=0)
     args = parser.parse_args()
     torch.set_num_threads(os.cpu_count() or 1)

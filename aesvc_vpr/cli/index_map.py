@@ -14,15 +14,15 @@ HELP = "build a map's saved (compressed, memory-mapped) search index over one pr
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the flags of index-map."""
-    from aesvc_vpr.index.saved import RECIPES
+    from aesvc_vpr.index.saved import DEFAULT_NPROBE, DEFAULT_RECIPE, RECIPES
     parser.add_argument('map', help='map directory built by build-map')
     parser.add_argument('--prefix', type=int, required=True,
                         help='prefix searched (search.prefix_dim, or search.shortlist_dim for '
                              'a funnel)')
-    parser.add_argument('--recipe', default='ivfpq', choices=RECIPES,
+    parser.add_argument('--recipe', default=DEFAULT_RECIPE, choices=RECIPES,
                         help='index kind; benchmarks/bench_scale.py measures them '
                              '(default %(default)s)')
-    parser.add_argument('--nprobe', type=int, default=32,
+    parser.add_argument('--nprobe', type=int, default=DEFAULT_NPROBE,
                         help='inverted lists visited per query (default %(default)s)')
 
 

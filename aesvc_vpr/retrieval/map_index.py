@@ -17,7 +17,7 @@ import time
 from typing import Any
 
 from aesvc_vpr.errors import MapError, SearchError
-from aesvc_vpr.index.saved import SavedIndex
+from aesvc_vpr.index.saved import DEFAULT_NPROBE, DEFAULT_RECIPE, SavedIndex
 from aesvc_vpr.retrieval.map_schema import reindex_hint
 from aesvc_vpr.retrieval.map_writes import commit, map_writer_lock, put_file_from
 from aesvc_vpr.retrieval.mapdb import MapDatabase
@@ -27,8 +27,8 @@ log = logging.getLogger(__name__)
 INDEX_ROLE = 'index'
 
 
-def index_map(root: str | os.PathLike, prefix_dim: int, recipe: str = 'ivfpq',
-              nprobe: int = 32) -> MapDatabase:
+def index_map(root: str | os.PathLike, prefix_dim: int, recipe: str = DEFAULT_RECIPE,
+              nprobe: int = DEFAULT_NPROBE) -> MapDatabase:
     """Build the saved index of a map over ``prefix_dim`` and commit it into map.json.
 
     Args:
@@ -87,7 +87,7 @@ def saved_index_for(mapdb: MapDatabase, prefix_dim: int) -> dict[str, Any]:
     """
     entry = saved_index_entry(mapdb)
     if entry is None or entry['prefix_dim'] != prefix_dim:
-        hint = reindex_hint(mapdb.root, prefix_dim, entry['recipe'] if entry else 'ivfpq')
+        hint = reindex_hint(mapdb.root, prefix_dim, entry['recipe'] if entry else DEFAULT_RECIPE)
         have = f'one for prefix {entry["prefix_dim"]}' if entry else 'none'
         raise MapError(f'{mapdb.root}: no saved index for prefix {prefix_dim} (the map has '
                        f'{have}); {hint}, or search with search.index_type flat')

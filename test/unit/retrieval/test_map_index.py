@@ -66,7 +66,8 @@ def _copy(src, dst):
 
 def test_saved_index_is_committed_mapped_and_searched(indexed):
     entry = _meta(indexed)['files']['index']
-    assert entry['prefix_dim'] == 32 and entry['count'] == ROWS and entry['recipe'] == 'ivfpq'
+    # the default recipe: 4-bit fast-scan PQ
+    assert entry['prefix_dim'] == 32 and entry['count'] == ROWS and entry['recipe'] == 'ivfpqfs'
     assert entry['sha256'] == sha256_file(indexed / entry['name'])
     mapdb = MapDatabase.load(indexed)
     assert isinstance(mapdb.raw, np.memmap)            # mapped, not read
@@ -115,6 +116,14 @@ def test_unreadable_or_mismatched_index_is_refused(indexed, tmp_path):
     _set_meta(root, meta)
     with pytest.raises(MapError, match='built from other embeddings.*index-map'):
         load_saved_index(MapDatabase.load(root), 32)
+
+
+def test_an_index_of_the_previous_default_recipe_still_loads(indexed, tmp_path):
+    root = _copy(indexed, tmp_path / 'map')
+    assert main(['index-map', str(root), '--prefix', '32', '--recipe', 'ivfpq',
+                 '--nprobe', '16']) == 0
+    index = load_saved_index(MapDatabase.load(root), 32)
+    assert index.index_type == 'ivfpq' and index.count == ROWS and index.nprobe == 16
 
 
 def test_rewritten_map_drops_its_index(indexed, tmp_path):
