@@ -110,13 +110,9 @@ class PlaceFilter:
 
     def reset(self) -> None:
         """Forget everything: uniform belief, no last stamp or odometer."""
-        self._rows = np.empty(0, np.int64)
-        self._mass = np.empty(0, np.float64)
-        self._rest = 1.0
+        self._uniform_belief()
         self._stamp_ns: int | None = None
         self._odometer_m: float | None = None
-        self._heading = np.zeros(2)     # (2,) direction of travel, length = its consistency
-        self._peak_xy: np.ndarray | None = None
         self._reach_m = 0.0
         self.travelled_m = 0.0          # distance applied since the reset, metres
 
@@ -147,7 +143,10 @@ class PlaceFilter:
         if distance_m is not None:
             self.travelled_m += distance_m
             if distance_m > self._extent_m:
-                self._forget_places()
+                # the motion model keeps nothing then, and its neighbour graph would hold
+                # every pair of places (N squared)
+                self.counters.beyond_map += 1
+                self._uniform_belief()
             else:
                 self._predict(distance_m)
         self._mix()
@@ -255,18 +254,13 @@ class PlaceFilter:
             return None
         return self.cfg.speed_mps * (stamp_ns - last_ns) * 1e-9
 
-    def _forget_places(self) -> None:
-        """Make the belief uniform after a move longer than the map (a long gap, a paused bag).
-
-        The motion model keeps no information then, and its neighbour graph would hold every
-        pair of places (N squared); the belief becomes uniform instead.
-        """
-        self.counters.beyond_map += 1
+    def _uniform_belief(self) -> None:
+        """Spread the belief evenly over the map: no place carries mass of its own."""
         self._rows = np.empty(0, np.int64)
         self._mass = np.empty(0, np.float64)
         self._rest = 1.0
-        self._heading = np.zeros(2)
-        self._peak_xy = None
+        self._heading = np.zeros(2)     # (2,) direction of travel, length = its consistency
+        self._peak_xy: np.ndarray | None = None
 
     def _predict(self, distance_m: float) -> None:
         if not len(self._rows):
