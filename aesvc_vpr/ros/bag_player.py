@@ -29,7 +29,7 @@ import rclpy
 from rclpy.context import Context
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
-from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CompressedImage, Image, PointCloud2
 from std_msgs.msg import Header
 
@@ -40,11 +40,12 @@ from aesvc_vpr.common.progress import progress_bar
 from aesvc_vpr.errors import VprError
 from aesvc_vpr.replay.live import NodeOutput, NodeProcess, PlayConfig, PlayLog
 from aesvc_vpr.ros import messages
+from aesvc_vpr.ros.filter_inputs import ODOM_DEPTH
+from aesvc_vpr.ros.frames import ORIGIN_QOS, ORIGIN_TOPIC
 
 log = logging.getLogger(__name__)
 
 OUTPUT_DEPTH = 100
-ODOM_DEPTH = 50              # odometry may come faster than images; a burst must not be lost
 WARMUP_STAMP_NS = 1          # a stamp no real image has: the readiness probe's answer is ignored
 WARMUP_PERIOD_S = 1.0
 
@@ -71,10 +72,8 @@ class BagPlayer(Node):
         self.create_subscription(PoseWithCovarianceStamped, cfg.topic('~/place_match'),
                                  self._on_place_match, OUTPUT_DEPTH)
         self.origin_received = threading.Event()
-        latched = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
-                             durability=DurabilityPolicy.TRANSIENT_LOCAL)
-        self.create_subscription(TransformStamped, cfg.topic('~/map_origin'), self._on_origin,
-                                 latched)
+        self.create_subscription(TransformStamped, cfg.topic(ORIGIN_TOPIC), self._on_origin,
+                                 ORIGIN_QOS)
 
     def _on_origin(self, msg: TransformStamped) -> None:
         """Keep the UTM of the node's map-frame origin (utm_frame -> map_frame translation)."""
@@ -228,7 +227,7 @@ def _wait_ready(player: BagPlayer, first: BagMessage, cfg: PlayConfig,
             raise VprError(
                 f'no answer from the node on {cfg.topic("~/ranked_candidates")} within '
                 f'{cfg.startup_timeout_s:.0f} s of publishing on {player.image_topic} (or no '
-                f'{cfg.topic("~/map_origin")}); is it running in namespace {cfg.namespace!r}, '
+                f'{cfg.topic(ORIGIN_TOPIC)}); is it running in namespace {cfg.namespace!r}, '
                 'in localization mode, and active'
                 + (f', subscribed to {cfg.topic("odom")}' if odometry else '') + '?'
                 + (f' Its log ends with:\n{node.log_tail()}' if node is not None else ''))

@@ -25,6 +25,9 @@ from aesvc_vpr.retrieval.localizer import Localization
 from aesvc_vpr.ros.params import FrameConfig
 
 ORIGIN_TOPIC = '~/map_origin'
+# latched: a subscriber that comes later still gets the one transform sent at configure
+ORIGIN_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
+                        durability=DurabilityPolicy.TRANSIENT_LOCAL)
 
 
 class MapFrame:
@@ -71,17 +74,18 @@ class OriginPublisher:
         """Create the latched publisher, and the static broadcaster when tf2_ros imports."""
         self._node = node
         self._frame = frame
-        latched = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
-                             durability=DurabilityPolicy.TRANSIENT_LOCAL)
-        self._publisher = node.create_publisher(TransformStamped, ORIGIN_TOPIC, latched)
+        self._publisher = node.create_publisher(TransformStamped, ORIGIN_TOPIC, ORIGIN_QOS)
         self._broadcaster: Any = None
         try:
             from tf2_ros import StaticTransformBroadcaster   # in every ROS install, not on PyPI
         except ImportError:
-            self.tf = False
-        else:
-            self._broadcaster = StaticTransformBroadcaster(node)
-            self.tf = True
+            return
+        self._broadcaster = StaticTransformBroadcaster(node)
+
+    @property
+    def tf(self) -> bool:
+        """Whether the transform also goes to /tf_static (tf2_ros is installed)."""
+        return self._broadcaster is not None
 
     def publish(self) -> TransformStamped:
         """Send the transform once (latched: late subscribers get it too); returns it."""

@@ -39,11 +39,11 @@ from aesvc_vpr.retrieval.encoder import Encoder
 from aesvc_vpr.retrieval.localizer import Match
 from aesvc_vpr.retrieval.mapdb import KEYFRAMES, MAP_JSON, MapDatabase
 from aesvc_vpr.ros import messages
+from aesvc_vpr.ros.filter_inputs import ODOM_DEPTH
 from aesvc_vpr.ros.params import NodeSettings
 
 FIELDS = ('t_query', 't_match', 'score', 'inliers')
 DEPTH = 10
-ODOM_DEPTH = 50             # odometry often comes at 100+ Hz; a burst must not be lost
 
 
 def loop_closure_msg(closure: LoopClosure, fields: int = len(FIELDS)) -> Float64MultiArray:
