@@ -366,6 +366,9 @@ class FilterConfig:
     contradiction_frames: int = 10     # frames a prior may be contradicted before global search
     odom_max_age_s: float = 0.5    # odometry farther than this from a frame's stamp is not used
     navsat: bool = False           # weigh in sensor_msgs/NavSatFix on ``fix`` (map's UTM zone)
+    # ~/place_match only when the belief within match.radius_m of the estimate reaches this
+    # (the filter's gate; match.min_score gates only the frame's own matches)
+    min_belief: float = 0.0
 
     def __post_init__(self) -> None:
         """Validate, so that dataclasses.replace re-checks every change."""
@@ -387,6 +390,8 @@ class FilterConfig:
             raise ConfigError(f'filter.mixing must be in (0, 1), got {self.mixing}')
         if self.odom_max_age_s <= 0:
             raise ConfigError(f'filter.odom_max_age_s must be > 0, got {self.odom_max_age_s}')
+        if not 0.0 <= self.min_belief <= 1.0:
+            raise ConfigError(f'filter.min_belief must be in [0, 1], got {self.min_belief}')
 
 
 @dataclass(frozen=True)

@@ -180,7 +180,7 @@ def frames_from_outputs(plan: QueryPlan, play: PlayLog, map_utm: np.ndarray,
 
     With ``estimates`` (the node runs the sequence filter), the frames score its
     ``~/place_match`` as the top-1 (no place beyond it: R@N > 1 equals R@1; no estimate, as
-    below ``match.min_score``, is a miss), and ``raw_indices`` keeps the frames' own rankings.
+    one the node's gate withheld, is a miss), and ``raw_indices`` keeps the frames' own rankings.
     The estimate's score is its cosine in the frame's ranking, or the k-th cosine (an upper
     bound) when it lies outside the published top-k.
 

@@ -33,6 +33,9 @@ class Tracked:
         belief: the filter's summary, None when the filter is off.
         filter_s: seconds spent in the filter (and the restricted search) for this frame.
         restricted: the search was restricted to a pose prior's radius.
+        estimate_mass: the belief within ``match.radius_m`` of the estimate (the filter's
+            confidence in it); None when the filter is off or its belief is uniform, where the
+            estimate is the frame's own best match.
     """
 
     raw: Localization
@@ -40,6 +43,7 @@ class Tracked:
     belief: BeliefSummary | None
     filter_s: float
     restricted: bool
+    estimate_mass: float | None = None
 
 
 @dataclass
@@ -149,16 +153,27 @@ class SequenceLocalizer:
         rows = belief.rows[:top_k]
         estimate_matches = self._matches(rows, loc.scores_of(full_embedding, rows)) \
             if len(rows) else raw.matches
+        mass = self._mass_near_estimate(belief, loc.match_cfg.radius_m) if len(rows) else None
         filter_s = time.perf_counter() - start
         estimate = Localization(found.stamp_ns, estimate_matches, embed_s,
                                 found.search_s + filter_s)
-        return Tracked(raw, estimate, belief, filter_s, restricted)
+        return Tracked(raw, estimate, belief, filter_s, restricted, mass)
 
     def diagnostics(self) -> dict[str, object]:
         """Filter counters and prior state for /diagnostics."""
         return {**{f'filter_{k}': v for k, v in self.filter.counters.as_dict().items()},
                 **{f'filter_{k}': v for k, v in self.counters.items()},
                 'filter_prior_active': self.prior_active}
+
+    def _mass_near_estimate(self, belief: BeliefSummary, radius_m: float) -> float:
+        """Sum the summarised belief within ``radius_m`` of its most probable place.
+
+        The summary's rows (the most probable places) carry nearly all the mass once the belief
+        has converged; the uniform rest, spread over the whole map, is left out.
+        """
+        xy = self.localizer.mapdb.utm[belief.rows]
+        near = np.hypot(*(xy - xy[0]).T) <= radius_m
+        return float(belief.probabilities[near].sum())
 
     def _candidates(self, full_embedding: np.ndarray, found: list[Match],
                     k: int) -> tuple[list[Match], bool]:

@@ -74,6 +74,7 @@ class LocalizationMode:
         self._inputs = FilterInputs(node, self.tracker, self._lock, self.frame,
                                     self.localizer.mapdb.utm_zone)
         self._belief: BeliefSummary | None = None
+        self._estimate_mass: float | None = None
         self._calibration, self._calibration_state = self._load_calibration(s)
         self._probability: float | None = None
         self._reranker: GeometricReranker | None = None
@@ -117,15 +118,19 @@ class LocalizationMode:
         odometer_m = self._inputs.odometer_at(frame_ns, self.tracker.cfg.odom_max_age_s)
         with self._lock:
             tracked = self.tracker.track(full, frame_ns, odometer_m, embed_s)
+            min_belief = self.tracker.cfg.min_belief
             if tracked.belief is not None:
                 self._belief = tracked.belief
+                self._estimate_mass = tracked.estimate_mass
         estimate = tracked.estimate
         reranker = self._geometric(match_cfg.geometric_check)
         if reranker is not None:
             estimate = reranker.rerank(rgb, estimate)
         probability, xy_covariance = self._confidence(tracked.raw, estimate, match_cfg)
         self._outputs.publish(tracked.raw, stamp, match_cfg, estimate=estimate,
-                              probability=probability, xy_covariance=xy_covariance)
+                              probability=probability, xy_covariance=xy_covariance,
+                              estimate_mass=tracked.estimate_mass,
+                              min_belief=min_belief)
 
     def reconfigure(self, settings: NodeSettings) -> None:
         """Check new search settings now, re-index in the background; swap the match settings."""
@@ -138,7 +143,7 @@ class LocalizationMode:
         with self._lock:
             self.tracker.configure(settings.filter)
             if settings.filter.mode == 'off':
-                self._belief = None
+                self._belief, self._estimate_mass = None, None
         if (settings.search.prefix_dim, settings.match) != \
                 (self.settings.search.prefix_dim, self.settings.match):
             self._calibration, self._calibration_state = self._load_calibration(settings)
@@ -179,13 +184,15 @@ class LocalizationMode:
     def _filter_diagnostics(self) -> dict[str, object]:
         """Filter mode, belief peak and entropy (the frame last filtered) and input counters."""
         with self._lock:
-            belief = self._belief
+            belief, mass = self._belief, self._estimate_mass
             values: dict[str, object] = {'filter_mode': self.tracker.cfg.mode,
                                          **self.tracker.diagnostics()}
         if belief is not None:
             values['filter_belief_peak'] = round(belief.peak, 4)
             values['filter_belief_entropy_nats'] = round(belief.entropy_nats, 3)
             values['filter_belief_support'] = belief.support
+        if mass is not None:
+            values['filter_estimate_mass'] = round(mass, 4)
         values.update(self._inputs.diagnostics())
         values['calibration'] = self._calibration_state
         reranker = self._reranker

@@ -49,20 +49,27 @@ class Outputs:
 
     def publish(self, loc: Localization, stamp: Time, match_cfg: MatchConfig,
                 estimate: Localization | None = None, probability: float | None = None,
-                xy_covariance: np.ndarray | None = None) -> None:
+                xy_covariance: np.ndarray | None = None, estimate_mass: float | None = None,
+                min_belief: float = 0.0) -> None:
         """Publish one query's results, all stamped with the query image's stamp.
 
-        ~/place_match only when the best score reaches ``match_cfg.min_score`` (and, on a
-        calibrated map, ``probability`` reaches ``match_cfg.min_probability``); it carries
-        ``estimate`` (the sequence filter's) when given, else ``loc``'s best match, with
-        ``xy_covariance`` when the map is calibrated. ``probability`` (calibrated maps only)
-        goes to ~/place_probability, in the same order as ~/candidate_scores.
+        ~/place_match carries ``estimate`` (the sequence filter's) when given, else ``loc``'s
+        best match, with ``xy_covariance`` when the map is calibrated. It is published when the
+        filter's belief within the match radius (``estimate_mass``) reaches ``min_belief``, or,
+        without a filter belief, when the best score reaches ``match_cfg.min_score``; on a
+        calibrated map ``probability`` must also reach ``match_cfg.min_probability``: a
+        sequence estimate is not gated on its frame's own cosine, which the filter overrules.
+        ``probability`` (calibrated maps only) goes to ~/place_probability.
         """
         loc = self._frame.localization(loc)
         estimate = self._frame.localization(estimate)
         best = estimate or loc
         confident = probability is None or probability >= match_cfg.min_probability
-        if best.matches and best.matches[0].score >= match_cfg.min_score and confident:
+        if estimate_mass is None:
+            passes = bool(best.matches) and best.matches[0].score >= match_cfg.min_score
+        else:
+            passes = bool(best.matches) and estimate_mass >= min_belief
+        if passes and confident:
             self._place_match.publish(messages.place_match_msg(
                 best, stamp, self._frame_id, match_cfg.radius_m, xy_covariance))
         if probability is not None:

@@ -204,7 +204,8 @@ PARAMS = (
     Param('search.shortlist_k', 'candidates re-ranked exactly (funnel, saved index)',
           limits=(1, 100000)),
     Param('match.top_k', 'candidates published on ~/candidates', limits=(1, 1000)),
-    Param('match.min_score', 'cosine at or above which ~/place_match is published',
+    Param('match.min_score', "cosine at or above which the frame's own best match is "
+          'published on ~/place_match (filter off, or its belief still uniform)',
           limits=(-1.0, 1.0)),
     Param('match.radius_m', 'position sigma of a score-1 match in metres (covariance scale)',
           limits=(0.1, 10000.0)),
@@ -281,6 +282,8 @@ PARAMS += (
           'is global again', limits=(1, 10000)),
     Param('filter.odom_max_age_s', 'odometry farther than this from a frame is not used',
           limits=(0.001, 3600.0)),
+    Param('filter.min_belief', "the filter's estimate goes on ~/place_match only when the belief "
+          'within match.radius_m of it reaches this', limits=(0.0, 1.0)),
     Param('match.geometric_check', "off | orb | sift: re-rank ~/place_match's candidates by "
           'essential-matrix inliers with the map images (read from the paths the map stores)'),
     Param('match.min_probability', 'calibrated maps: ~/place_match only at or above this '

@@ -74,6 +74,30 @@ def test_odometry_drives_the_filter_and_diagnostics_report_the_belief(filtered, 
     assert 0.0 <= float(values['filter_belief_entropy_nats']) < np.log(12)
 
 
+def test_the_filter_estimate_is_gated_by_its_belief_not_by_the_frame_cosine(filtered,
+                                                                            small_map):
+    h = filtered
+    # a view of place 3 blended with place 7 matches no map place with cosine 1: match.min_score
+    # 1 would withhold every frame's own best match
+    view = (0.75 * place_image(3) + 0.25 * place_image(7)).astype(np.uint8)
+    assert h.set_param('match.min_score', 1.0).successful
+    for sec in (40, 41):
+        h.image_pub.publish(image_msg(view, sec))
+        assert nearest_place(small_map, place_match(h, sec)) == 3
+        _, scores = h.wait_result(sec)
+        assert scores.data[0] < 1.0          # the frame's best cosine is below match.min_score
+    mass = float(h.wait_for(lambda: h.diagnostic_values().get('filter_estimate_mass'),
+                            'estimate mass in diagnostics'))
+    assert 0.0 < mass <= 1.0
+    # a belief threshold above the estimate's mass withholds it; ~/candidates still comes
+    assert h.set_param('filter.min_belief', 1.0).successful
+    h.image_pub.publish(image_msg(view, 42))
+    candidates, _ = h.wait_result(42)
+    assert len(candidates.poses) == h.node.settings.match.top_k
+    assert not [m for m in h.received['match'] if m.header.stamp.sec == 42]
+    assert h.node.mode.tracker.filter.counters.frames == 3
+
+
 def test_initialpose_restricts_the_search_until_contradicted(filtered, small_map):
     h = filtered
     prior = PoseWithCovarianceStamped()
@@ -125,8 +149,11 @@ def test_live_filter_estimates_equal_the_offline_core_frame_by_frame(filtered, s
         live = [m for m in h.received['match'] if m.header.stamp.sec == sec]
         expected = offline.localize(place_image(place), sec * 10**9, odometry[i])
         best = expected.estimate.matches[0]
-        # published only when the estimated place's own cosine reaches match.min_score
-        assert len(live) == int(best.score >= settings.match.min_score), f'frame {i}'
+        # the filter's estimate passes filter.min_belief (0: always); a uniform belief's (the
+        # frame's own best match) passes match.min_score
+        gate = best.score >= settings.match.min_score if expected.estimate_mass is None else \
+            expected.estimate_mass >= settings.filter.min_belief
+        assert len(live) == int(gate), f'frame {i}'
         published += len(live)
         if live:
             position = live[0].pose.pose.position
