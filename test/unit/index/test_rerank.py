@@ -26,7 +26,7 @@ def mapped_store(tmp_path_factory):
 
 
 def _old_rerank(store, shortlist, query_unit, dim, k):
-    """The re-rank as FunnelIndex did it before: np.unique, fancy indexing, numpy's cast."""
+    """Re-rank as FunnelIndex did before: np.unique, fancy indexing, numpy's cast."""
     rows = np.unique(shortlist[shortlist >= 0])
     exact = l2_prefix(store[rows], dim) @ query_unit
     top = np.argsort(-exact, kind='stable')[:k]
