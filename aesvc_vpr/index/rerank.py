@@ -40,13 +40,24 @@ def prefix_rows(store: np.ndarray, rows: np.ndarray, dim: int) -> np.ndarray:
     Returns:
         (R, dim) float32, C-contiguous, unit rows (an all-zero row stays zero).
     """
-    gathered = np.take(store, rows, axis=0)        # (R, E) in store dtype, a plain array
+    return unit_prefix(np.take(store, rows, axis=0), dim)
+
+
+def unit_prefix(gathered: np.ndarray, dim: int) -> np.ndarray:
+    """Return the L2-normalised ``dim`` prefixes of gathered rows, as ``l2_prefix`` does.
+
+    Args:
+        gathered: (R, E) rows in memory (not a mapping), any float dtype.
+        dim: prefix size, 1 <= dim <= E.
+
+    Returns:
+        (R, dim) float32, C-contiguous, unit rows.
+    """
     if gathered.dtype == np.float16:
         # (R, E) float16 -> (R, dim) float32 through F16C; exact, as numpy's cast is
-        prefix = torch.from_numpy(gathered)[:, :dim].float().contiguous().numpy()
-    else:
-        prefix = np.array(gathered[:, :dim], dtype=np.float32, order='C')
-    return normalise_rows(prefix)
+        prefix = torch.from_numpy(np.ascontiguousarray(gathered))[:, :dim].float()
+        return normalise_rows(prefix.contiguous().numpy())
+    return normalise_rows(np.array(gathered[:, :dim], dtype=np.float32, order='C'))
 
 
 def exact_scores(store: np.ndarray, rows: np.ndarray, query_unit: np.ndarray) -> np.ndarray:
