@@ -5,8 +5,9 @@ but, done the obvious way, ~4.5 ms of CPU per query on the 2-core test machine
 (benchmarks/README.md, "10M latency"): ``np.unique`` sorts through a slow general path (0.26 ms
 against 0.03 ms for ``np.sort``), fancy indexing a ``np.memmap`` gathers rows at half the speed of
 ``np.take``, and numpy casts float16 to float32 one value at a time (0.64 ms for 1600 x 128
-values) where torch uses the CPU's F16C conversion (0.04 ms). Scores are bit-identical to
-``l2_prefix(store[rows], dim) @ query``: the cast is exact and the normalisation is the same code.
+values) where torch uses the CPU's F16C conversion (0.06-0.1 ms, kept off torch's thread pool).
+Scores are bit-identical to ``l2_prefix(store[rows], dim) @ query``: the cast is exact and the
+normalisation is the same code.
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ import numpy as np
 import torch
 
 from aesvc_vpr.index.prefix import normalise_rows
+
+TORCH_GRAIN_SIZE = 32768     # at::internal::GRAIN_SIZE: smaller element-wise ops stay serial
 
 
 def sorted_rows(rows: np.ndarray) -> np.ndarray:
@@ -53,11 +56,18 @@ def unit_prefix(gathered: np.ndarray, dim: int) -> np.ndarray:
     Returns:
         (R, dim) float32, C-contiguous, unit rows.
     """
-    if gathered.dtype == np.float16:
-        # (R, E) float16 -> (R, dim) float32 through F16C; exact, as numpy's cast is
-        prefix = torch.from_numpy(np.ascontiguousarray(gathered))[:, :dim].float()
-        return normalise_rows(prefix.contiguous().numpy())
-    return normalise_rows(np.array(gathered[:, :dim], dtype=np.float32, order='C'))
+    if gathered.dtype != np.float16:
+        return normalise_rows(np.array(gathered[:, :dim], dtype=np.float32, order='C'))
+    # (R, E) float16 -> (R, dim) float32 through F16C, exact as numpy's cast is, in pieces
+    # below torch's parallel grain: one copy of 1600 x 128 values on torch's 2-thread pool
+    # took 4 ms of the caller's CPU and 8 ms of the process's on the loaded test machine
+    # (waiting for, then spinning in, the pool), against 0.1 ms in pieces on the calling thread
+    prefix = np.empty((len(gathered), dim), np.float32)
+    source, target = torch.from_numpy(np.ascontiguousarray(gathered)), torch.from_numpy(prefix)
+    step = max(1, (TORCH_GRAIN_SIZE - 1) // dim)
+    for start in range(0, len(gathered), step):
+        target[start:start + step].copy_(source[start:start + step, :dim])
+    return normalise_rows(prefix)
 
 
 def exact_scores(store: np.ndarray, rows: np.ndarray, query_unit: np.ndarray) -> np.ndarray:
