@@ -11,7 +11,10 @@ the anonymous and mapped memory a node start in a fresh process adds after 200 s
 and load seconds. The baseline in the same run is
 the exact flat index at the same prefix (single queries). With ``--funnel``, at the first size it
 also measures a flat shortlist at ``--shortlist-dim`` re-ranked at ``--funnel-dim`` against the
-exact ``--funnel-dim`` search: top-1 agreement and the latency ratio.
+exact ``--funnel-dim`` search: top-1 agreement and the latency ratio. ``--old-path`` adds the
+re-rank as it was before issue 16's third pass as a same-run baseline
+(``old_cpu_p50_over_cpu_p50``), ``--stages`` a per-stage CPU and page-fault breakdown,
+``--threads`` the search.threads values to time.
 
     .venv/bin/python benchmarks/bench_scale.py --sizes 1000000 --funnel
     .venv/bin/python benchmarks/bench_scale.py --sizes 10000000 --recipes ivfpq --no-flat
