@@ -11,7 +11,10 @@ the anonymous and mapped memory a node start in a fresh process adds after 200 s
 and load seconds. The baseline in the same run is
 the exact flat index at the same prefix (single queries). With ``--funnel``, at the first size it
 also measures a flat shortlist at ``--shortlist-dim`` re-ranked at ``--funnel-dim`` against the
-exact ``--funnel-dim`` search: top-1 agreement and the latency ratio.
+exact ``--funnel-dim`` search: top-1 agreement and the latency ratio. ``--old-path`` adds the
+re-rank as it was before issue 16's third pass as a same-run baseline
+(``old_cpu_p50_over_cpu_p50``), ``--stages`` a per-stage CPU and page-fault breakdown,
+``--threads`` the search.threads values to time.
 
     .venv/bin/python benchmarks/bench_scale.py --sizes 1000000 --funnel
     .venv/bin/python benchmarks/bench_scale.py --sizes 10000000 --recipes ivfpq --no-flat
@@ -25,11 +28,13 @@ import argparse
 import json
 import os
 from pathlib import Path
+import resource
 import shutil
 import subprocess
 import sys
 import time
 
+import faiss
 import numpy as np
 import torch
 
@@ -40,6 +45,7 @@ from aesvc_vpr.errors import MapError
 from aesvc_vpr.index.funnel import FunnelIndex
 from aesvc_vpr.index.prefix import l2_prefix
 from aesvc_vpr.index.prefix_index import PrefixIndex
+from aesvc_vpr.index.rerank import sorted_rows, unit_prefix
 from aesvc_vpr.retrieval.map_index import index_map, load_saved_index, saved_index_entry
 from aesvc_vpr.retrieval.mapdb import MapDatabase
 
@@ -48,17 +54,27 @@ LATENCY_QUERIES = 300       # single queries timed per configuration (after WARM
 WARMUP = 20
 
 
-def stats_ms(samples_s: list[tuple[float, float]]) -> dict[str, float]:
-    """Median and p95 in milliseconds of wall time and of this thread's CPU time.
+def stats_ms(samples_s: list[tuple]) -> dict[str, float]:
+    """Median and p95 in milliseconds of wall time and of CPU time; median page faults.
 
     On a shared machine the wall time of a niced process mostly measures the scheduler; the
-    thread's CPU time (FAISS runs single queries in the calling thread) is the search's own cost.
+    CPU time is the search's own cost: the calling thread's (FAISS runs single queries in it)
+    or, when samples carry the process's CPU time too (``single_queries``), all threads'
+    (``proc_cpu_*``: what a multi-threaded search costs the machine, spin-waits included).
     """
-    wall, cpu = (np.asarray(column) * 1e3 for column in zip(*samples_s))
+    columns = [np.asarray(column) for column in zip(*samples_s)]
+    wall, cpu = columns[0] * 1e3, columns[1] * 1e3
     p50, p95 = np.percentile(wall, [50, 95])
     cpu50, cpu95 = np.percentile(cpu, [50, 95])
-    return {'p50_ms': round(float(p50), 3), 'p95_ms': round(float(p95), 3),
-            'cpu_p50_ms': round(float(cpu50), 3), 'cpu_p95_ms': round(float(cpu95), 3)}
+    out = {'p50_ms': round(float(p50), 3), 'p95_ms': round(float(p95), 3),
+           'cpu_p50_ms': round(float(cpu50), 3), 'cpu_p95_ms': round(float(cpu95), 3)}
+    if len(columns) > 2:
+        proc50, proc95 = np.percentile(columns[2] * 1e3, [50, 95])
+        out.update(proc_cpu_p50_ms=round(float(proc50), 3),
+                   proc_cpu_p95_ms=round(float(proc95), 3),
+                   minor_faults_p50=float(np.median(columns[3])),
+                   major_faults_p50=float(np.median(columns[4])))
+    return out
 
 
 def memory_kib() -> dict[str, int]:
@@ -172,17 +188,102 @@ def exact_topk(store: np.ndarray, queries: np.ndarray, dim: int,
     return best_s.numpy(), best_i.numpy()
 
 
-def single_queries(index, queries: np.ndarray,
-                   k: int) -> tuple[list[tuple[float, float]], np.ndarray]:
-    """Search one query at a time; per-query wall and CPU seconds (after a warm-up), results."""
-    for q in queries[:WARMUP]:
+def single_queries(index, queries: np.ndarray, k: int,
+                   warmup: int = WARMUP) -> tuple[list[tuple], np.ndarray]:
+    """Search one query at a time; return per-query samples (after a warm-up) and the results.
+
+    A sample is (wall s, this thread's CPU s, the process's CPU s, minor faults, major faults).
+    """
+    for q in queries[:warmup]:
         index.search(q[None], k)
     times, found = [], []
     for q in queries:
-        start, start_cpu = time.perf_counter(), time.thread_time()
+        faults = resource.getrusage(resource.RUSAGE_SELF)
+        start, start_cpu, start_proc = time.perf_counter(), time.thread_time(), time.process_time()
         found.append(index.search(q[None], k)[1][0])
-        times.append((time.perf_counter() - start, time.thread_time() - start_cpu))
+        wall, cpu = time.perf_counter() - start, time.thread_time() - start_cpu
+        proc = time.process_time() - start_proc
+        after = resource.getrusage(resource.RUSAGE_SELF)
+        times.append((wall, cpu, proc, after.ru_minflt - faults.ru_minflt,
+                      after.ru_majflt - faults.ru_majflt))
     return times, np.stack(found)
+
+
+class OldRerank:
+    """The saved index's re-rank as FunnelIndex did it before this pass: the baseline.
+
+    ``np.unique`` of the shortlist, fancy indexing of the memory-mapped store, numpy's float16
+    cast in ``l2_prefix``, and no prefaulting of the mapping.
+    """
+
+    def __init__(self, candidates, store: np.ndarray, prefix_dim: int, shortlist_k: int):
+        """Re-rank ``shortlist_k`` candidates of ``candidates`` from ``store``."""
+        self.candidates, self.store = candidates, store
+        self.prefix_dim, self.shortlist_k = prefix_dim, shortlist_k
+
+    def search(self, queries_full: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Top-k by exact cosine among the shortlist (one query at a time)."""
+        xq = l2_prefix(queries_full, self.prefix_dim)
+        _, shortlist = self.candidates.search(queries_full, max(k, self.shortlist_k))
+        indices = np.full((len(xq), k), -1, np.int64)
+        scores = np.full((len(xq), k), -np.inf, np.float32)
+        for q, rows in enumerate(shortlist):
+            rows = np.unique(rows[rows >= 0])
+            exact = l2_prefix(self.store[rows], self.prefix_dim) @ xq[q]
+            top = np.argsort(-exact, kind='stable')[:k]
+            scores[q, :len(top)], indices[q, :len(top)] = exact[top], rows[top]
+        return scores, indices
+
+
+def stage_breakdown(saved, store: np.ndarray, queries: np.ndarray, prefix: int,
+                    shortlist_k: int) -> dict[str, float]:
+    """Median CPU ms (this thread) and minor faults of each stage of one saved-index query.
+
+    The stages of ``FunnelIndex.search`` over a ``SavedIndex``, one FAISS thread: the coarse
+    quantizer (nprobe nearest lists), the fast-scan of those lists into a shortlist of
+    ``shortlist_k`` (codes and the result handler), sorting the shortlist, gathering its rows
+    from the store, float16 -> float32 and normalising, and the dot products with the top-k.
+    Beside them, the old path's stages on the same shortlists: ``np.unique``, fancy indexing,
+    numpy's cast.
+    """
+    ivf = faiss.downcast_index(faiss.extract_index_ivf(saved._index))
+    faiss.omp_set_num_threads(1)
+    ivf.implem = 0
+    stages: dict[str, list[float]] = {}
+
+    def timed(name, fn, *args):
+        before = resource.getrusage(resource.RUSAGE_THREAD).ru_minflt
+        start = time.thread_time()
+        out = fn(*args)
+        stages.setdefault(f'{name}_cpu_ms', []).append((time.thread_time() - start) * 1e3)
+        stages.setdefault(f'{name}_minor_faults', []).append(
+            resource.getrusage(resource.RUSAGE_THREAD).ru_minflt - before)
+        return out
+
+    for number, query in enumerate(queries):
+        xq = l2_prefix(query[None], prefix)
+        coarse_d, coarse_i = timed('coarse_quantizer', ivf.quantizer.search, xq, ivf.nprobe)
+        _, shortlist = timed('fast_scan', ivf.search_preassigned, xq, shortlist_k, coarse_i,
+                             coarse_d)
+        # alternate queries between the two paths: the rows one gathers are then not in the
+        # CPU caches for the other
+        if number % 2 == 0:
+            rows = timed('sort_shortlist', sorted_rows, shortlist[0])
+            gathered = timed('gather_rows', np.take, store, rows, 0)
+            unit = timed('fp16_to_fp32_normalise', unit_prefix, gathered, prefix)
+        else:
+            rows = timed('old_unique', np.unique, shortlist[0][shortlist[0] >= 0])
+            gathered = timed('old_gather_fancy_index', store.__getitem__, rows)
+            unit = timed('old_l2_prefix_numpy_cast', l2_prefix, gathered, prefix)
+        timed('dot_topk', lambda: np.argsort(-(unit @ xq[0]), kind='stable')[:10])
+    out = {name: round(float(np.median(values)), 3) for name, values in stages.items()}
+    new = ('coarse_quantizer', 'fast_scan', 'sort_shortlist', 'gather_rows',
+           'fp16_to_fp32_normalise', 'dot_topk')
+    out['rerank_cpu_ms'] = round(sum(out[f'{n}_cpu_ms'] for n in new[2:]), 3)
+    out['old_rerank_cpu_ms'] = round(sum(
+        out[f'old_{n}_cpu_ms'] for n in ('unique', 'gather_fancy_index', 'l2_prefix_numpy_cast')
+    ) + out['dot_topk_cpu_ms'], 3)
+    return out
 
 
 def recalls(found: np.ndarray, exact: np.ndarray) -> dict[str, float]:
@@ -236,27 +337,72 @@ def bench_size(args: argparse.Namespace, count: int, info: dict) -> None:
         for nprobe in args.nprobes:
             saved.set_nprobe(nprobe)
             for shortlist_k in args.shortlist_ks:
-                funnel = FunnelIndex(saved, mapdb.store, args.prefix, shortlist_k)
-                times, found = single_queries(funnel, queries, 10)
-                after = memory_kib()
+                setting = {**base, 'index': recipe, 'nprobe': nprobe, 'shortlist_k': shortlist_k}
+                old_cpu_p50 = None
+                if args.old_path:
+                    old_cpu_p50 = bench_old_path(args, root, saved, queries, exact, setting)
                 fresh = footprint(root, args.prefix, nprobe, shortlist_k)
-                row = {**base, 'index': recipe, 'nprobe': nprobe, 'shortlist_k': shortlist_k,
-                       **stats_ms(times), **recalls(found, exact),
-                       'index_file_bytes_per_entry': round(entry['bytes'] / count, 2),
-                       'anon_kib_added_in_bench': after['RssAnon'] - before['RssAnon'],
-                       'fresh_load_s': round(fresh['load_s'], 3),
-                       'fresh_anon_bytes_per_entry': round(fresh['anon_kib'] * 1024 / count, 1),
-                       'fresh_mapped_bytes_per_entry': round(
-                           fresh['file_kib'] * 1024 / count, 1),
-                       'build_s': entry['build_s'], 'load_s': round(load_s, 3),
-                       'load_avg_1m': round(os.getloadavg()[0], 2)}
-                if flat_p50:
-                    row['flat_p50_over_p50'] = round(flat_p50 / row['p50_ms'], 2)
-                print(json.dumps(row), flush=True)
+                for threads in args.threads:
+                    saved.threads = threads
+                    load_start = round(os.getloadavg()[0], 2)
+                    funnel = FunnelIndex(saved, mapdb.store, args.prefix, shortlist_k)
+                    start = time.perf_counter()
+                    if funnel.prefault_thread is not None:
+                        funnel.prefault_thread.join()
+                    prefault_s = time.perf_counter() - start
+                    if args.stages and threads == args.threads[0]:
+                        print(json.dumps({**setting, 'path': 'stages (one thread)',
+                                          'stage_queries': args.stage_queries,
+                                          'load_avg_1m_start': load_start,
+                                          **stage_breakdown(saved, mapdb.store,
+                                                            queries[:args.stage_queries],
+                                                            args.prefix, shortlist_k),
+                                          'load_avg_1m': round(os.getloadavg()[0], 2)}),
+                              flush=True)
+                    times, found = single_queries(funnel, queries, 10)
+                    after = memory_kib()
+                    row = {**setting, 'path': 'product', 'threads': threads,
+                           'prefault_wait_s': round(prefault_s, 2),
+                           **stats_ms(times), **recalls(found, exact),
+                           'index_file_bytes_per_entry': round(entry['bytes'] / count, 2),
+                           'anon_kib_added_in_bench': after['RssAnon'] - before['RssAnon'],
+                           'fresh_load_s': round(fresh['load_s'], 3),
+                           'fresh_anon_bytes_per_entry': round(
+                               fresh['anon_kib'] * 1024 / count, 1),
+                           'fresh_mapped_bytes_per_entry': round(
+                               fresh['file_kib'] * 1024 / count, 1),
+                           'build_s': entry['build_s'], 'load_s': round(load_s, 3),
+                           'load_avg_1m_start': load_start,
+                           'load_avg_1m': round(os.getloadavg()[0], 2)}
+                    if flat_p50:
+                        row['flat_p50_over_p50'] = round(flat_p50 / row['p50_ms'], 2)
+                    if old_cpu_p50:
+                        row['old_cpu_p50_over_cpu_p50'] = round(old_cpu_p50 / row['cpu_p50_ms'],
+                                                                2)
+                    print(json.dumps(row), flush=True)
     if args.funnel:
         bench_funnel(args, mapdb, queries, base)
     if not (args.keep or args.reuse):
         shutil.rmtree(root, ignore_errors=True)
+
+
+def bench_old_path(args: argparse.Namespace, root: Path, saved, queries: np.ndarray,
+                   exact: np.ndarray, setting: dict) -> float:
+    """Time the re-rank as it was (``OldRerank``) on a fresh, unprefaulted mapping of the store.
+
+    Returns:
+        its median CPU ms per query, the baseline of the product rows that follow.
+    """
+    load_start = round(os.getloadavg()[0], 2)
+    store = MapDatabase.load(root).store            # its own mmap: no page mapped yet
+    saved.threads = 1
+    times, found = single_queries(OldRerank(saved, store, args.prefix, setting['shortlist_k']),
+                                  queries, 10, warmup=0)
+    ms = stats_ms(times)
+    print(json.dumps({**setting, 'path': 'old re-rank (baseline, fresh mapping)', 'threads': 1,
+                      **ms, **recalls(found, exact), 'load_avg_1m_start': load_start,
+                      'load_avg_1m': round(os.getloadavg()[0], 2)}), flush=True)
+    return ms['cpu_p50_ms']
 
 
 def bench_funnel(args: argparse.Namespace, mapdb: MapDatabase, queries: np.ndarray,
@@ -306,6 +452,14 @@ def main() -> None:
     parser.add_argument('--flat-queries', type=int, default=LATENCY_QUERIES,
                         help='single queries timed on the exact flat baseline')
     parser.add_argument('--seed', type=int, default=0)
+    parser.add_argument('--threads', type=int, nargs='+', default=[0],
+                        help='search.threads values to time (0: one thread per single query)')
+    parser.add_argument('--old-path', action='store_true',
+                        help="also time the re-rank as it was before issue 16's third pass "
+                             '(np.unique, fancy indexing, numpy cast, no prefault): baseline')
+    parser.add_argument('--stages', action='store_true',
+                        help='also print a per-stage CPU and page-fault breakdown')
+    parser.add_argument('--stage-queries', type=int, default=200)
     args = parser.parse_args()
     torch.set_num_threads(os.cpu_count() or 1)
     info = {**provenance(), 'load_avg_1m': round(os.getloadavg()[0], 2)}

@@ -4,7 +4,8 @@ An (SS)2D embedding puts most of a place's identity in its leading dimensions, s
 prefix (say 32) finds a shortlist that holds the exact top matches of a long prefix (say 256);
 scoring only that shortlist at the long prefix costs ``shortlist_k`` dot products instead of N.
 The same re-rank turns a compressed approximate index (IVF-PQ) into exact cosine scores. The
-store may be memory-mapped: only the shortlisted rows are read.
+store may be memory-mapped: only the shortlisted rows are read, and the mapping's pages are
+mapped into the process in a background thread at construction (``common.prefault``).
 """
 
 from __future__ import annotations
@@ -13,8 +14,10 @@ from typing import Protocol
 
 import numpy as np
 
+from aesvc_vpr.common.prefault import populate_in_background
 from aesvc_vpr.errors import SearchError
 from aesvc_vpr.index.prefix import l2_prefix
+from aesvc_vpr.index.rerank import exact_scores, sorted_rows
 
 
 class CandidateIndex(Protocol):
@@ -34,6 +37,7 @@ class FunnelIndex:
 
     Attributes:
         prefix_dim: the prefix of the exact re-rank (and of the reported scores).
+        prefault_thread: the thread mapping a memory-mapped store's pages (None otherwise).
         shortlist_k: candidates taken per query from the first stage.
         index_type: 'funnel(<first stage type>@<its prefix>)'.
         count: number of entries.
@@ -69,6 +73,8 @@ class FunnelIndex:
         self.nbytes = candidates.nbytes
         self.index_type = f'funnel({candidates.index_type}@{candidates.prefix_dim})'
         self.recall_vs_exact = getattr(candidates, 'recall_vs_exact', 1.0)
+        # a mapped store's pages are mapped in the background: a first touch costs a fault
+        self.prefault_thread = populate_in_background(store)
 
     def search(self, queries_full: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """Top-k entries by exact cosine of the ``prefix_dim`` prefixes, among the shortlist.
@@ -90,10 +96,8 @@ class FunnelIndex:
         scores = np.full((len(xq), k), -np.inf, np.float32)
         indices = np.full((len(xq), k), -1, np.int64)
         for q, rows in enumerate(shortlist):
-            # sorted unique rows: a mapped store is read front to back, and ties go to the
-            # lower row, as in an exact search
-            rows = np.unique(rows[rows >= 0])
-            exact = l2_prefix(self.store[rows], self.prefix_dim) @ xq[q]
+            rows = sorted_rows(rows)
+            exact = exact_scores(self.store, rows, xq[q])
             top = np.argsort(-exact, kind='stable')[:k]
             scores[q, :len(top)] = exact[top]
             indices[q, :len(top)] = rows[top]

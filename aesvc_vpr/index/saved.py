@@ -37,6 +37,7 @@ TRAIN_PER_LIST = 40        # training rows per inverted list (FAISS wants >= 39)
 MAX_TRAIN = 160_000       # k-means costs rows x lists: 10M rows, 8192 lists -> 20 rows per list
 HNSW_QUANTIZER_M = 32
 COARSE_NITER = 10          # k-means iterations of the coarse quantizer (FAISS default 25)
+FAST_SCAN_PARALLEL_LISTS = 15  # IndexIVFFastScan.implem: one query's lists over the threads
 
 
 def factory_string(recipe: str, count: int, dim: int) -> tuple[str, int]:
@@ -99,6 +100,8 @@ class SavedIndex:
         count: number of entries.
         nbytes: memory of the codes, ids and quantizers in bytes (mapped or resident).
         nprobe: inverted lists visited per query.
+        threads: FAISS threads; 0 means 1 for single queries and all cores for batches. With
+            more than one, a single query's lists are scanned in parallel (fast-scan recipes).
     """
 
     def __init__(self, index: faiss.Index, prefix_dim: int, recipe: str, nprobe: int) -> None:
@@ -110,6 +113,7 @@ class SavedIndex:
         self.index_type = recipe
         self.count = int(index.ntotal)
         self.nprobe = 0
+        self.threads = 0
         self.set_nprobe(nprobe)
         ivf = faiss.extract_index_ivf(index)
         self.nbytes = int(ivf.code_size * self.count + 8 * self.count
@@ -205,7 +209,13 @@ class SavedIndex:
             raise SearchError(f'queries of shape {queries_full.shape} are shorter than the '
                               f'prefix {self.prefix_dim}')
         xq = l2_prefix(queries_full, self.prefix_dim)
-        faiss.omp_set_num_threads(1 if len(xq) == 1 else os.cpu_count() or 1)
+        threads = self.threads or (1 if len(xq) == 1 else os.cpu_count() or 1)
+        faiss.omp_set_num_threads(threads)
+        ivf = faiss.downcast_index(faiss.extract_index_ivf(self._index))
+        if isinstance(ivf, faiss.IndexIVFFastScan):
+            # FAISS parallelises fast-scan over queries; for one query its implementation 15
+            # splits the lists over threads (reservoir per thread, merged), 0 picks by k
+            ivf.implem = FAST_SCAN_PARALLEL_LISTS if len(xq) == 1 and threads > 1 else 0
         distances, indices = self._index.search(xq, min(k, self.count))
         # unit vectors: squared L2 distance d = 2 - 2 cos
         return (1.0 - distances / 2.0).astype(np.float32), indices.astype(np.int64, copy=False)

@@ -19,6 +19,7 @@ from aesvc_vpr.head.projector import Projector
 from aesvc_vpr.index.funnel import FunnelIndex
 from aesvc_vpr.index.prefix import l2_prefix
 from aesvc_vpr.index.prefix_index import PrefixIndex
+from aesvc_vpr.index.rerank import exact_scores
 from aesvc_vpr.retrieval.encoder import Encoder
 from aesvc_vpr.retrieval.map_index import load_saved_index, saved_index_for
 from aesvc_vpr.retrieval.mapdb import MapDatabase
@@ -184,11 +185,9 @@ class Localizer:
         Returns:
             (R,) float32 scores, as ``search`` would report them.
         """
-        dim = self.prefix_dim
-        query = l2_prefix(full_embedding[None, :], dim)[0]
+        query = l2_prefix(full_embedding[None, :], self.prefix_dim)[0]
         # only the chosen rows leave the (memory-mapped) store, converted as they are read
-        rows_f32 = np.asarray(self.mapdb.store[np.asarray(rows, np.int64)], np.float32)
-        return l2_prefix(rows_f32, dim) @ query
+        return exact_scores(self.mapdb.store, np.asarray(rows, np.int64), query)
 
     def _checked_first_dim(self, cfg: SearchConfig) -> int:
         """Check the searched (and shortlist) prefix; return the first stage's prefix size."""
@@ -209,6 +208,7 @@ class Localizer:
         store = self.mapdb.store
         if cfg.index_type == 'saved':
             first = load_saved_index(self.mapdb, first_dim)
+            first.threads = cfg.threads
         else:
             first = PrefixIndex(store, first_dim, cfg.index_type, cfg.threads)
             if not funnel:
