@@ -269,7 +269,8 @@ def _settle(player: BagPlayer, cfg: PlayConfig, estimates: bool) -> None:
     """Wait for the last answers: until all arrived, or ``settle_s`` passed without news.
 
     With ``estimates``, an image's answer includes its ``~/place_match``; an image whose
-    estimate the node's gate withheld (``filter.min_belief``) gets none, and only the quiet time ends the wait.
+    estimate the node's gate withheld (``filter.min_belief``) gets none, and only the quiet
+    time ends the wait.
     """
     last_count, quiet_since = -1, time.monotonic()
     while time.monotonic() - quiet_since < cfg.settle_s:
