@@ -101,7 +101,9 @@ class SavedIndex:
         nbytes: memory of the codes, ids and quantizers in bytes (mapped or resident).
         nprobe: inverted lists visited per query.
         threads: FAISS threads; 0 means 1 for single queries and all cores for batches. With
-            more than one, a single query's lists are scanned in parallel (fast-scan recipes).
+            more than one, a single query's lists are scanned in parallel (fast-scan recipes):
+            the same scores, but which of the rows tied at the k-th (quantised) score are kept
+            depends on the split.
     """
 
     def __init__(self, index: faiss.Index, prefix_dim: int, recipe: str, nprobe: int) -> None:
