@@ -402,14 +402,13 @@ class RayBuildConfig:
     workers: int = 0               # embedding actors; 0: the cluster's CPUs / worker_cpus
     worker_cpus: float = 1.0       # CPUs per actor, also its torch threads
     worker_gpus: float = 0.0       # GPUs per actor (workers with GPUs)
-    decode_tasks: int = 0          # decoding tasks at a time; 0: twice the workers
     object_store_mb: int = 1024    # object store of a local cluster (bounded, not 30 % of RAM)
     max_retries: int = 2           # a batch that raised is run again this many times
 
     def __post_init__(self) -> None:
         """Validate, so that dataclasses.replace re-checks every change."""
-        if self.workers < 0 or self.decode_tasks < 0 or self.max_retries < 0:
-            raise ConfigError('ray.workers, ray.decode_tasks and ray.max_retries must be >= 0')
+        if self.workers < 0 or self.max_retries < 0:
+            raise ConfigError('ray.workers and ray.max_retries must be >= 0')
         if self.worker_cpus <= 0 or self.worker_gpus < 0:
             raise ConfigError(f'ray.worker_cpus must be > 0 and ray.worker_gpus >= 0, got '
                               f'{self.worker_cpus}, {self.worker_gpus}')

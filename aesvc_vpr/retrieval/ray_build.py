@@ -1,9 +1,9 @@
-"""The Ray executor of build-map: shards decoded by Ray tasks, embedded by a pool of Ray actors.
+"""The Ray executor of build-map: shards decoded and embedded by a pool of Ray actors.
 
 The database is cut into the local executor's shards and batches (``shards.batch_groups``).
-Ray Data runs one decoding task per batch, then an actor pool (``map_batches`` with
-``concurrency``, ``num_cpus`` and ``num_gpus``) in which each actor loads the backbone once and
-runs ``shards.embed_batch`` on each batch with as many torch threads as it was given CPUs. The
+Ray Data runs an actor pool (``map_batches`` with ``compute``, ``num_cpus`` and ``num_gpus``)
+in which each actor loads the backbone once, then decodes each batch's files where it runs and
+embeds them with ``shards.embed_batch``, with as many torch threads as it was given CPUs. The
 driver collects the batches of each shard, writes the shard under a new name and renames it,
 then records it in ``MAP/.build/manifest.json``: its fingerprint (backbone, runtime, batching,
 its rows and their files) and the nodes that embedded it. Open-source Ray has no job
@@ -179,16 +179,12 @@ class RayExecutor:
                                             // cfg.worker_cpus))
         loader = self.loader or partial(load_configured_backbone, self.backbone_cfg)
         ds = ray.data.from_items(items, override_num_blocks=len(items))
-        # decoding: Ray tasks reading the files where they run; 0 CPUs, as the actors hold the
-        # cores, so their number is capped by the task pool's size instead (``compute`` is
-        # what Ray 2.51+ calls ``concurrency``)
-        ds = ds.map(_DecodeTask(images), num_cpus=0,
-                    compute=ray.data.TaskPoolStrategy(size=cfg.decode_tasks or 2 * workers))
         gpus = {'num_gpus': cfg.worker_gpus} if cfg.worker_gpus else {}
         ds = ds.map_batches(_Embedder, batch_size=1, batch_format='numpy',
                             fn_constructor_kwargs={'loader': loader,
                                                    'fingerprint': backbone.fingerprint,
-                                                   'threads': cfg.worker_cpus},
+                                                   'threads': cfg.worker_cpus,
+                                                   'images': images},
                             compute=ray.data.ActorPoolStrategy(size=workers),
                             num_cpus=cfg.worker_cpus, **gpus)
         log.info('Ray build: %d batches, %d embedding actors of %g CPU(s)', len(items),
@@ -196,23 +192,19 @@ class RayExecutor:
         yield from ds.iter_rows()
 
 
-class _DecodeTask:
-    """A Ray task's work: decode one batch's files (the local executor's decode policy)."""
-
-    def __init__(self, images: ImageConfig) -> None:
-        self.images = images
-
-    def __call__(self, item: dict[str, Any]) -> dict[str, Any]:
-        rows = [int(r) for r in item['rows']]
-        batch = decode_group(dict(zip(rows, item['paths'])), rows, self.images)
-        return {'start': item['start'], 'index': item['index'],
-                'batch': pickle.dumps(batch, protocol=5)}
-
-
 class _Embedder:
-    """A Ray actor: loads the backbone once, then embeds batch after batch."""
+    """A Ray actor: loads the backbone once, then decodes and embeds batch after batch.
 
-    def __init__(self, loader: BackboneLoader, fingerprint: str, threads: float) -> None:
+    Each batch's files are opened on the node that embeds them, under the local executor's
+    decode policy. Decoding here rather than in separate Ray tasks keeps the cores for the
+    backbone: a decoding task runs in a worker process that costs 2-3 s of CPU to start
+    (importing Ray Data), and Ray stops idle workers after a second, so the tasks' workers were
+    started again wave after wave (benchmarks/README.md, "Map building on Ray"); decoding a
+    batch costs about 5 % of embedding it.
+    """
+
+    def __init__(self, loader: BackboneLoader, fingerprint: str, threads: float,
+                 images: ImageConfig) -> None:
         import ray
         import torch
         torch.set_num_threads(max(1, int(threads)))
@@ -223,10 +215,15 @@ class _Embedder:
                            f'{self.backbone.fingerprint[:12]}, not {fingerprint[:12]}): give '
                            'every node the same weights and settings')
         self.node = ray.get_runtime_context().get_node_id()
+        self.images = images
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        parts = [pickle.dumps(embed_batch(self.backbone, pickle.loads(b)), protocol=5)
-                 for b in batch['batch']]
+        parts = []
+        for rows, paths in zip(batch['rows'], batch['paths']):
+            group = [int(r) for r in rows]
+            decoded = decode_group(dict(zip(group, (str(p) for p in paths))), group,
+                                   self.images)
+            parts.append(pickle.dumps(embed_batch(self.backbone, decoded), protocol=5))
         return {'start': batch['start'], 'index': batch['index'],
                 'part': np.array(parts, dtype=object),
                 'node': np.array([self.node] * len(parts))}
