@@ -86,3 +86,21 @@ def test_installed_layout_resolves_through_the_ament_index(wheel, tmp_path) -> N
                           timeout=60, env={'PATH': '/usr/bin:/bin'}, cwd=tmp_path)
     assert proc.returncode != 0
     assert f'{venv}/lib/' in proc.stderr and 'aesvc_vpr/ros/node.py' in proc.stderr, proc.stderr
+
+
+@pytest.mark.parametrize('given, expected', [(None, 'PASSIVE'), ('ACTIVE', 'ACTIVE')])
+def test_the_launcher_makes_openmp_wait_passively_unless_told(tmp_path, given, expected):
+    # the installed layout: <prefix>/lib/aesvc_vpr/vpr_node runs <prefix>/bin/python3; a stand-in
+    # interpreter reports the environment and arguments it was started with
+    launcher = tmp_path / 'lib' / 'aesvc_vpr' / 'vpr_node'
+    launcher.parent.mkdir(parents=True)
+    shutil.copy(REPO / 'scripts' / 'vpr_node', launcher)
+    python = tmp_path / 'bin' / 'python3'
+    python.parent.mkdir()
+    python.write_text('#!/bin/sh\necho "$OMP_WAIT_POLICY $*"\n')
+    python.chmod(0o755)
+    env = {'PATH': '/usr/bin:/bin', **({'OMP_WAIT_POLICY': given} if given else {})}
+    proc = subprocess.run(['sh', str(launcher), '--ros-args', '-r', '__ns:=/r1'],
+                          capture_output=True, text=True, timeout=60, env=env, check=True)
+    assert proc.stdout.split() == [expected, '-m', 'aesvc_vpr.ros.node', '--ros-args', '-r',
+                                   '__ns:=/r1']
