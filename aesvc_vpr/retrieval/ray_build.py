@@ -47,6 +47,7 @@ log = logging.getLogger(__name__)
 
 MANIFEST = 'manifest.json'
 ACTOR_START_S = 600         # the pool's actors (loading their backbone) must be up by then
+USAGE_STATS = 'RAY_USAGE_STATS_ENABLED'
 SHARD_STEP = 'ray.shard'     # crash point after the k-th shard of a run: 'ray.shard.<k>'
 BackboneLoader = Callable[[], Backbone]
 
@@ -236,9 +237,11 @@ class _ray_session:    # noqa: N801 - used as a context manager, like a function
         self.cfg = cfg
         self.started = False
         self.saved: dict[str, Any] = {}
+        self.usage_stats: str | None = None
 
     def __enter__(self) -> Any:
-        os.environ['RAY_USAGE_STATS_ENABLED'] = '0'     # before Ray is imported
+        self.usage_stats = os.environ.get(USAGE_STATS)
+        os.environ[USAGE_STATS] = '0'     # before Ray is imported
         try:
             import ray
             import ray.data
@@ -277,6 +280,10 @@ class _ray_session:    # noqa: N801 - used as a context manager, like a function
             setattr(context, key, value)
         if self.started:
             ray.shutdown()
+        if self.usage_stats is None:    # the caller's environment as it was
+            os.environ.pop(USAGE_STATS, None)
+        else:
+            os.environ[USAGE_STATS] = self.usage_stats
 
 
 def _read_manifest(build: Path) -> dict[str, Any]:

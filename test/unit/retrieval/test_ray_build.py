@@ -22,7 +22,8 @@ from aesvc_vpr.config import BackboneConfig, RayBuildConfig
 from aesvc_vpr.data.datasets import GeoImageSet, load_dataset
 from aesvc_vpr.data.datasets.pittsburgh import write_dbstruct
 from aesvc_vpr.retrieval.mapbuild import BUILD_DIR, build_map
-from aesvc_vpr.retrieval.ray_build import MANIFEST, RayExecutor, SHARD_STEP
+from aesvc_vpr.retrieval.ray_build import (_ray_session, MANIFEST, RayExecutor, SHARD_STEP,
+                                           USAGE_STATS)
 
 REPO = Path(__file__).resolve().parents[3]
 COUNT, CHUNK, BATCH = 48, 8, 4
@@ -178,3 +179,17 @@ def test_ray_is_imported_only_by_a_ray_build():
     out = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True,
                          check=True, env={**os.environ, 'PYTHONPATH': str(REPO)}).stdout
     assert out.strip() == 'False'
+
+
+def test_a_ray_session_turns_usage_statistics_off_and_restores_the_environment(
+        ray_cluster, monkeypatch):
+    for before in (None, '1'):
+        if before is None:
+            monkeypatch.delenv(USAGE_STATS, raising=False)
+        else:
+            monkeypatch.setenv(USAGE_STATS, before)
+        with _ray_session(RayBuildConfig()) as ray:
+            assert os.environ[USAGE_STATS] == '0'
+            assert ray.is_initialized()
+        assert os.environ.get(USAGE_STATS) == before
+        assert ray.is_initialized()       # a cluster the session did not start stays up
