@@ -46,10 +46,10 @@ from aesvc_vpr.index.funnel import FunnelIndex
 from aesvc_vpr.index.prefix import l2_prefix
 from aesvc_vpr.index.prefix_index import PrefixIndex
 from aesvc_vpr.index.rerank import sorted_rows, unit_prefix
+from aesvc_vpr.index.tuning import exact_topk, recalls_vs_exact
 from aesvc_vpr.retrieval.map_index import index_map, load_saved_index, saved_index_entry
 from aesvc_vpr.retrieval.mapdb import MapDatabase
 
-EXACT_BLOCK = 1 << 18       # database rows per brute-force block
 LATENCY_QUERIES = 300       # single queries timed per configuration (after WARMUP)
 WARMUP = 20
 
@@ -172,22 +172,6 @@ def cached_exact(args: argparse.Namespace, store: np.ndarray, queries: np.ndarra
     return exact
 
 
-def exact_topk(store: np.ndarray, queries: np.ndarray, dim: int,
-               k: int) -> tuple[np.ndarray, np.ndarray]:
-    """Brute-force top-k cosine at prefix ``dim`` over blocks of the (mapped) store."""
-    xq = torch.from_numpy(l2_prefix(queries, dim))
-    best_s = torch.full((len(xq), k), -np.inf)
-    best_i = torch.zeros((len(xq), k), dtype=torch.int64)
-    for start in range(0, len(store), EXACT_BLOCK):
-        xb = torch.from_numpy(l2_prefix(store[start:start + EXACT_BLOCK], dim))
-        top = torch.topk(xq @ xb.T, min(k, len(xb)), dim=1)
-        merged_s = torch.cat([best_s, top.values], 1)
-        merged_i = torch.cat([best_i, top.indices + start], 1)
-        order = torch.topk(merged_s, k, dim=1).indices
-        best_s, best_i = merged_s.gather(1, order), merged_i.gather(1, order)
-    return best_s.numpy(), best_i.numpy()
-
-
 def single_queries(index, queries: np.ndarray, k: int,
                    warmup: int = WARMUP) -> tuple[list[tuple], np.ndarray]:
     """Search one query at a time; return per-query samples (after a warm-up) and the results.
@@ -288,9 +272,7 @@ def stage_breakdown(saved, store: np.ndarray, queries: np.ndarray, prefix: int,
 
 def recalls(found: np.ndarray, exact: np.ndarray) -> dict[str, float]:
     """Recall@1 (same top-1) and Recall@10 (share of the exact top-10 found) vs exact."""
-    r1 = float(np.mean(found[:, 0] == exact[:, 0]))
-    k = min(10, exact.shape[1], found.shape[1])
-    r10 = float(np.mean([len(np.intersect1d(f[:k], e[:k])) / k for f, e in zip(found, exact)]))
+    r1, r10 = recalls_vs_exact(found, exact)
     return {'recall1_vs_exact': round(r1, 4), 'recall10_vs_exact': round(r10, 4)}
 
 

@@ -100,6 +100,7 @@ class SavedIndex:
         count: number of entries.
         nbytes: memory of the codes, ids and quantizers in bytes (mapped or resident).
         nprobe: inverted lists visited per query.
+        nlist: inverted lists in the index.
         threads: FAISS threads; 0 means 1 for single queries and all cores for batches. With
             more than one, a single query's lists are scanned in parallel (fast-scan recipes):
             the same scores, but which of the rows tied at the k-th (quantised) score are kept
@@ -118,6 +119,7 @@ class SavedIndex:
         self.threads = 0
         self.set_nprobe(nprobe)
         ivf = faiss.extract_index_ivf(index)
+        self.nlist = int(ivf.nlist)
         self.nbytes = int(ivf.code_size * self.count + 8 * self.count
                           + 4 * ivf.nlist * prefix_dim)
 

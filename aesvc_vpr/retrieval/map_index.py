@@ -18,6 +18,7 @@ from typing import Any
 
 from aesvc_vpr.errors import MapError, SearchError
 from aesvc_vpr.index.saved import DEFAULT_NPROBE, DEFAULT_RECIPE, SavedIndex
+from aesvc_vpr.index.tuning import TARGET_RECALL, tune_nprobe
 from aesvc_vpr.retrieval.map_schema import reindex_hint
 from aesvc_vpr.retrieval.map_writes import commit, map_writer_lock, put_file_from
 from aesvc_vpr.retrieval.mapdb import MapDatabase
@@ -28,14 +29,18 @@ INDEX_ROLE = 'index'
 
 
 def index_map(root: str | os.PathLike, prefix_dim: int, recipe: str = DEFAULT_RECIPE,
-              nprobe: int = DEFAULT_NPROBE) -> MapDatabase:
+              nprobe: int | None = DEFAULT_NPROBE, shortlist_k: int = 400,
+              target_recall: float = TARGET_RECALL) -> MapDatabase:
     """Build the saved index of a map over ``prefix_dim`` and commit it into map.json.
 
     Args:
         root: map directory (a localisation map).
         prefix_dim: the prefix searched by the index.
         recipe: one of ``index.saved.RECIPES``.
-        nprobe: inverted lists visited per query, stored with the index.
+        nprobe: inverted lists visited per query, stored with the index; None measures the
+            smallest that reaches ``target_recall`` (``index.tuning``) and stores the figures.
+        shortlist_k: the node's ``search.shortlist_k`` the measurement is made for.
+        target_recall: Recall@1 and @10 against exact search that a measured nprobe reaches.
 
     Returns:
         The map, loaded again with its new index entry.
@@ -49,10 +54,12 @@ def index_map(root: str | os.PathLike, prefix_dim: int, recipe: str = DEFAULT_RE
         mapdb = MapDatabase.load(root)
         start = time.perf_counter()
         try:
-            index = SavedIndex.build(mapdb.store, prefix_dim, recipe, nprobe)
+            index = SavedIndex.build(mapdb.store, prefix_dim, recipe, nprobe or DEFAULT_NPROBE)
+            build_s = time.perf_counter() - start
+            tuning = None if nprobe else tune_nprobe(index, mapdb.store, shortlist_k,
+                                                     target_recall)
         except SearchError as err:
             raise MapError(f'{root}: cannot build the saved index ({err})') from err
-        build_s = time.perf_counter() - start
         tmp = root / f'.index.{os.getpid()}.tmp'
         try:
             index.save(tmp)
@@ -61,6 +68,8 @@ def index_map(root: str | os.PathLike, prefix_dim: int, recipe: str = DEFAULT_RE
                          count=index.count,
                          source_sha256=mapdb.meta['files'][mapdb.store_role]['sha256'],
                          build_s=round(build_s, 1))
+            if tuning is not None:
+                entry['tuning'] = tuning.as_dict()
             meta = dict(mapdb.meta)
             meta['files'] = {**meta['files'], INDEX_ROLE: entry}
             commit(root, meta)
@@ -71,6 +80,11 @@ def index_map(root: str | os.PathLike, prefix_dim: int, recipe: str = DEFAULT_RE
             tmp.unlink(missing_ok=True)
     log.info('%s: saved %s index over prefix %d, %d entries, %.1f MiB, built in %.1f s', root,
              recipe, prefix_dim, index.count, index.nbytes / 2**20, build_s)
+    if tuning is not None and not tuning.reached:
+        log.warning('%s: no nprobe reached Recall@1/@10 %.2f with shortlist %d (at nprobe %d: '
+                    '%.3f / %.3f); raise search.shortlist_k and index again', root,
+                    target_recall, shortlist_k, tuning.nprobe, tuning.recall_at_1,
+                    tuning.recall_at_10)
     return MapDatabase.load(root)
 
 
