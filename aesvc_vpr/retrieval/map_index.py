@@ -132,3 +132,23 @@ def load_saved_index(mapdb: MapDatabase, prefix_dim: int) -> SavedIndex:
         raise MapError(f'{path}: the saved index holds {index.count} entries but the map '
                        f'{mapdb.count}; {hint}')
     return index
+
+
+def index_figures(mapdb: MapDatabase, shortlist_k: int) -> dict[str, object]:
+    """Diagnostics of the map's saved index: its nprobe and, when measured, its recall.
+
+    The recall holds for the shortlist it was measured with; a node searching with a shorter
+    one gets less, which the 'index_recall' value says.
+    """
+    entry = saved_index_entry(mapdb)
+    if entry is None:
+        return {}
+    values: dict[str, object] = {'index_nprobe': entry['nprobe']}
+    tuning = entry.get('tuning')
+    if tuning:
+        measured = (f'R@1 {tuning["recall_at_1"]}, R@10 {tuning["recall_at_10"]} vs exact '
+                    f'at shortlist {tuning["shortlist_k"]}')
+        if shortlist_k < tuning['shortlist_k']:
+            measured += f' (searching with {shortlist_k}: lower)'
+        values['index_recall'] = measured
+    return values

@@ -29,6 +29,7 @@ from aesvc_vpr.loop.rerank import GeometricReranker
 from aesvc_vpr.retrieval.calibration import (Calibration, load_calibration, match_features,
                                              spread_covariance)
 from aesvc_vpr.retrieval.localizer import Localization, Localizer
+from aesvc_vpr.retrieval.map_index import index_figures
 from aesvc_vpr.retrieval.place_filter import BeliefSummary
 from aesvc_vpr.retrieval.tracking import SequenceLocalizer
 from aesvc_vpr.ros.filter_inputs import FilterInputs
@@ -178,6 +179,8 @@ class LocalizationMode:
             'map_origin_utm': ' '.join(f'{v:.1f}' for v in self.frame.offset)}
         if self.prefix_error:
             values['prefix_error'] = self.prefix_error
+        if loc.search_cfg.index_type == 'saved':
+            values.update(index_figures(loc.mapdb, loc.search_cfg.shortlist_k))
         values.update(self._filter_diagnostics())
         return values
 

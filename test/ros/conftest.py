@@ -7,7 +7,6 @@ same time never see each other's topics. Everything is real: rclpy, FastDDS, FAI
 from __future__ import annotations
 
 import os
-from typing import Iterator
 
 from image_samples import place_image
 import numpy as np
@@ -18,7 +17,7 @@ os.environ['ROS_DOMAIN_ID'] = str(os.getpid() % 100 + 100)
 
 import rclpy  # noqa: E402  (after ROS_DOMAIN_ID is set)
 
-from ros_harness import Harness, PLACES  # noqa: E402
+from ros_harness import PLACES, started  # noqa: E402
 
 from aesvc_vpr.backbone.patchgrid import PatchGridBackbone  # noqa: E402
 from aesvc_vpr.retrieval.mapdb import MapDatabase  # noqa: E402
@@ -44,17 +43,6 @@ def small_map(tmp_path_factory) -> MapDatabase:
     return MapDatabase.write(tmp_path_factory.mktemp('map'), backbone.embed(images), utm, '17T',
                              yaw=yaw, backbone_name=backbone.name,
                              backbone_fingerprint=backbone.fingerprint)
-
-
-def started(context, map_root, **overrides) -> Iterator[Harness]:
-    """Yield an active vpr_node with ``overrides``, the tester subscribed; close it after."""
-    h = Harness(context, map_root, **overrides)
-    try:
-        assert h.node.autostart(), 'vpr_node failed to configure or activate'
-        h.wait_subscribed()
-        yield h
-    finally:
-        h.close()
 
 
 @pytest.fixture

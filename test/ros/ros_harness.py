@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 import threading
 import time
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 from diagnostic_msgs.msg import DiagnosticArray
 from geometry_msgs.msg import PoseArray, PoseWithCovarianceStamped
@@ -171,3 +171,14 @@ def compressed_msg(data: bytes, sec: int, fmt: str = 'png') -> CompressedImage:
     msg = CompressedImage(format=fmt, data=data)
     msg.header.stamp.sec = sec
     return msg
+
+
+def started(context, map_root, **overrides) -> Iterator[Harness]:
+    """Yield an active vpr_node with ``overrides``, the tester subscribed; close it after."""
+    h = Harness(context, map_root, **overrides)
+    try:
+        assert h.node.autostart(), 'vpr_node failed to configure or activate'
+        h.wait_subscribed()
+        yield h
+    finally:
+        h.close()

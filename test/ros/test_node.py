@@ -9,10 +9,13 @@ import cv2
 from image_samples import place_image
 import numpy as np
 from rclpy.lifecycle import TransitionCallbackReturn
-from ros_harness import compressed_msg, Harness, image_msg, local_xy, PLACES
+from ros_harness import compressed_msg, Harness, image_msg, local_xy, PLACES, started
 import torch
 
+from aesvc_vpr.backbone.patchgrid import PatchGridBackbone
 from aesvc_vpr.config import MatchConfig
+from aesvc_vpr.retrieval.map_index import index_map, saved_index_entry
+from aesvc_vpr.retrieval.mapdb import MapDatabase
 from aesvc_vpr.ros import messages
 
 
@@ -159,3 +162,34 @@ def test_two_workers_answer_every_frame(ros_context, small_map) -> None:
     finally:
         h.close()
         torch.set_num_threads(threads)
+
+
+def test_a_saved_index_localises_and_reports_its_measured_recall(ros_context, small_map,
+                                                                 tmp_path):
+    # the 12 places among 2988 other rows of the same spread: enough rows to train the index
+    places = np.asarray(small_map.store, np.float32)
+    rng = np.random.default_rng(0)
+    others = rng.standard_normal((2988, places.shape[1])) * places.std(0) + places.mean(0)
+    rows = np.concatenate([places, others]).astype(np.float32)
+    utm = np.concatenate([small_map.utm, 5_000.0 + small_map.utm[:1] + rng.uniform(
+        0, 3_000, (2988, 2))])
+    backbone = PatchGridBackbone()
+    root = tmp_path / 'saved_map'
+    MapDatabase.write(root, rows, utm, '17T', backbone_name=backbone.name,
+                      backbone_fingerprint=backbone.fingerprint)
+    tuning = saved_index_entry(index_map(root, 32, nprobe=None, shortlist_k=50))['tuning']
+    for h in started(ros_context, root, **{'search.index_type': 'saved',
+                                           'search.shortlist_dim': 32,
+                                           'search.shortlist_k': 20}):
+        values = h.wait_for(lambda: (v := h.diagnostic_values()) and 'index_recall' in v and v,
+                            'diagnostics with the index recall')
+        assert values['index'] == 'funnel(ivfpqfs@32)'
+        assert values['index_nprobe'] == str(tuning['nprobe'])
+        assert values['index_recall'] == (
+            f'R@1 {tuning["recall_at_1"]}, R@10 {tuning["recall_at_10"]} vs exact at '
+            'shortlist 50 (searching with 20: lower)')
+        h.image_pub.publish(image_msg(place_image(5), 600))
+        candidates, scores = h.wait_result(600)
+        best = candidates.poses[0]
+        assert (best.position.x, best.position.y) == tuple(local_xy(small_map)[5])
+        assert scores.data[0] > 0.99

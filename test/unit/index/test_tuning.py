@@ -15,7 +15,8 @@ from aesvc_vpr.index.prefix import l2_prefix
 from aesvc_vpr.index.prefix_index import held_out_queries
 from aesvc_vpr.index.saved import SavedIndex
 from aesvc_vpr.index.tuning import exact_topk, NPROBE_LADDER, recalls_vs_exact, tune_nprobe
-from aesvc_vpr.retrieval.map_index import load_saved_index
+from aesvc_vpr.retrieval.map_index import (index_figures, index_map, load_saved_index,
+                                           saved_index_entry)
 from aesvc_vpr.retrieval.mapdb import MapDatabase
 
 DIM = PatchGridBackbone.dim
@@ -94,3 +95,19 @@ def test_index_map_measures_nprobe_by_default_and_the_node_loads_it(tmp_path, ca
     with pytest.raises(SystemExit):
         main(['index-map', str(root), '--prefix', '32', '--nprobe', 'some'])
     assert "must be 'auto' or an integer >= 1, got 'some'" in capsys.readouterr().err
+
+
+def test_index_figures_say_when_the_node_searches_a_shorter_shortlist(tmp_path):
+    root = tmp_path / 'map'
+    backbone = PatchGridBackbone()
+    mapdb = MapDatabase.write(root, _rows(8000, seed=4), np.zeros((8000, 2)), '17T',
+                              backbone_name=backbone.name,
+                              backbone_fingerprint=backbone.fingerprint)
+    assert index_figures(mapdb, 400) == {}
+    mapdb = index_map(root, 32, nprobe=None, shortlist_k=50)
+    tuning = saved_index_entry(mapdb)['tuning']
+    figures = index_figures(mapdb, 50)
+    assert figures['index_nprobe'] == tuning['nprobe']
+    assert figures['index_recall'] == (f'R@1 {tuning["recall_at_1"]}, R@10 '
+                                       f'{tuning["recall_at_10"]} vs exact at shortlist 50')
+    assert index_figures(mapdb, 20)['index_recall'].endswith('(searching with 20: lower)')
