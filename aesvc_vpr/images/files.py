@@ -93,11 +93,18 @@ def decoded_batches(paths: Sequence[str], groups: Iterable[Sequence[int]],
     stop = threading.Event()
 
     def produce() -> None:
+        # one group ahead: the next group's URLs download while this one decodes
+        ahead: tuple[Sequence[int], Iterator[np.ndarray | ImageError]] | None = None
         try:
             for group in groups:
                 if stop.is_set():
                     return
-                out.put(decode_group(paths, group, cfg or ImageConfig()))
+                reads = read_all([paths[row] for row in group])
+                if ahead is not None:
+                    out.put(decode_group(paths, ahead[0], cfg or ImageConfig(), ahead[1]))
+                ahead = (group, reads)
+            if ahead is not None and not stop.is_set():
+                out.put(decode_group(paths, ahead[0], cfg or ImageConfig(), ahead[1]))
         except BaseException as err:     # noqa: B902 - handed to the consumer, re-raised there
             out.put(err)
         out.put(done)
@@ -127,15 +134,17 @@ def log_failures(failures: Sequence[Failure], what: str) -> None:
 
 
 def decode_group(paths: Sequence[str] | Mapping[int, str], group: Sequence[int],
-                 cfg: ImageConfig) -> DecodedBatch:
+                 cfg: ImageConfig,
+                 reads: Iterator[np.ndarray | ImageError] | None = None) -> DecodedBatch:
     """Decode the images of rows ``group`` under ``cfg``: one batch, failures listed.
 
     ``paths`` maps rows to files or URLs: the whole list, or (in a Ray task) only this group's
-    rows. The group's URLs are fetched concurrently (``locations.read_all``).
+    rows. The group's URLs are fetched concurrently (``locations.read_all``), unless ``reads``
+    holds the reads already started.
     """
     rows, images, failures = [], [], []
     locations = [paths[row] for row in group]
-    for row, location, data in zip(group, locations, read_all(locations)):
+    for row, location, data in zip(group, locations, reads or read_all(locations)):
         try:
             if isinstance(data, ImageError):
                 raise data

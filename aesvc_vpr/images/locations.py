@@ -90,14 +90,19 @@ def read_bytes(location: str) -> np.ndarray:
 
 
 def read_all(locations: Sequence[str]) -> Iterator[np.ndarray | ImageError]:
-    """Yield the bytes of each location, or the ImageError that stopped its read, in order.
+    """Start reading ``locations``; iterate for each one's bytes or ImageError, in order.
 
-    The URLs among ``locations`` are all sent to the fetch pool at once; local files are read
-    when their turn comes, so the caller decodes one image while the next ones download.
+    The URLs among ``locations`` are sent to the fetch pool now, all at once; local files are
+    read when their turn comes, so the caller decodes one image while the next ones download.
     """
     fetches: dict[int, Future] = {i: _fetch_pool().submit(_fetch, location)
                                   for i, location in enumerate(locations)
                                   if url_protocol(location)}
+    return _results(locations, fetches)
+
+
+def _results(locations: Sequence[str],
+             fetches: dict[int, Future]) -> Iterator[np.ndarray | ImageError]:
     try:
         for i, location in enumerate(locations):
             try:

@@ -13,7 +13,7 @@ import pytest
 
 from aesvc_vpr.config import ImageConfig
 from aesvc_vpr.errors import ImageError
-from aesvc_vpr.images.files import decode_group, read_rgb
+from aesvc_vpr.images.files import decode_group, decoded_batches, read_rgb
 from aesvc_vpr.images.locations import (check_protocols, FETCH_THREADS, is_url, join_location,
                                         read_all, read_bytes, url_protocol)
 
@@ -86,6 +86,17 @@ def test_a_batch_fetches_its_urls_concurrently(folder):
         paths = [f'{base}/copy{i}.png' for i in range(count)]
         batch = decode_group(paths, range(count), ImageConfig())
     assert batch.failures == [] and batch.rows.tolist() == list(range(count))
+
+
+def test_the_next_batch_downloads_while_one_decodes(folder):
+    # two batches of three; the server answers once all six are in flight together
+    for i in range(6):
+        (folder / f'copy{i}.png').write_bytes((folder / 'img0.png').read_bytes())
+    with serve_folder(folder, together=6) as base:
+        paths = [f'{base}/copy{i}.png' for i in range(6)]
+        batches = list(decoded_batches(paths, [range(0, 3), range(3, 6)]))
+    assert [b.rows.tolist() for b in batches] == [[0, 1, 2], [3, 4, 5]]
+    assert [b.failures for b in batches] == [[], []]
 
 
 def _fetched_bytes(url: str) -> bytes:
