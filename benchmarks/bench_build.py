@@ -22,17 +22,29 @@ and the Ray rate per worker, as one JSON line:
 
     .venv/bin/python benchmarks/bench_build.py --ray --model vit_small_patch14_dinov2 \
         --random-weights --images 48 --repeats 2
+
+``--http`` instead runs ``build_map`` (local executor) over the same files twice per round: from
+their paths, and as URLs served by ``python -m http.server`` on loopback in a process of its own
+(HTTP/1.1, keep-alive), fetched through fsspec. One JSON line with both rates and http/paths:
+what fetching costs when the network is no bottleneck (fsspec, the request, the fetch threads).
+
+    .venv/bin/python benchmarks/bench_build.py --http --model patchgrid --images 200
 """
 
 from __future__ import annotations
 
 import argparse
+from contextlib import contextmanager
 import json
 import os
 from pathlib import Path
+import re
 import shutil
+import subprocess
+import sys
 import tempfile
 import time
+from typing import Iterator
 
 import cv2
 import numpy as np
@@ -147,6 +159,60 @@ def compare_executors(args: argparse.Namespace, backbone: Backbone, work: Path) 
         **provenance()}), flush=True)
 
 
+@contextmanager
+def http_server(folder: Path) -> Iterator[str]:
+    """Serve ``folder`` with ``python -m http.server`` on a free loopback port; yield its URL."""
+    server = subprocess.Popen(
+        [sys.executable, '-u', '-m', 'http.server', '0', '--bind', '127.0.0.1', '--protocol',
+         'HTTP/1.1', '--directory', str(folder)], stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL, text=True)
+    try:
+        line = server.stdout.readline()         # 'Serving HTTP on 127.0.0.1 port N (...) ...'
+        port = re.search(r' port (\d+)', line)
+        if port is None:
+            raise RuntimeError(f'http.server did not start: {line!r}')
+        yield f'http://127.0.0.1:{port[1]}'
+    finally:
+        server.terminate()
+        server.wait()
+
+
+def compare_http(args: argparse.Namespace, backbone: Backbone, work: Path) -> None:
+    """Time build_map from local paths and from the same files over loopback HTTP; one line."""
+    folder = work / 'images'
+    folder.mkdir()
+    images = write_images(folder, args.images, args.width, args.height)
+    backbone.embed([read_rgb(p) for p in images.paths[:args.batch_size]])      # warm-up
+    seconds: dict[str, list[float]] = {'paths': [], 'http': []}
+    with http_server(folder) as base:
+        urls = GeoImageSet(tuple(f'{base}/{Path(p).name}' for p in images.paths), images.utm,
+                           images.utm_zone)
+        sets = {'paths': images, 'http': urls}
+        for round_ in range(args.repeats):     # the two alternate build by build
+            for name, geo in sets.items():
+                start = time.perf_counter()
+                mapdb = build_map(geo, work / f'{name}{round_}', backbone,
+                                  batch_size=args.batch_size, chunk_size=args.chunk_size,
+                                  progress=False)
+                seconds[name].append(time.perf_counter() - start)
+                if mapdb.count != args.images:
+                    raise RuntimeError(f'{name}: {len(mapdb.failed_images)} images failed: '
+                                       f'{mapdb.failed_images[:1]}')
+    rate = {k: args.images / float(np.median(v)) for k, v in seconds.items()}
+    print(json.dumps({
+        'bench': 'build-http', 'backbone': backbone.name, 'random_weights': args.random_weights,
+        'runtime': args.runtime, 'images': args.images, 'size': [args.width, args.height],
+        'batch_size': args.batch_size, 'chunk_size': args.chunk_size, 'repeats': args.repeats,
+        'torch_threads': torch.get_num_threads(), 'cpus': os.cpu_count(),
+        'bytes_per_image': round(sum(Path(p).stat().st_size for p in images.paths)
+                                 / args.images),
+        'paths_images_per_s': round(rate['paths'], 2),
+        'http_images_per_s': round(rate['http'], 2),
+        'http_over_paths': round(rate['http'] / rate['paths'], 3),
+        'per_round_s': {k: [round(x, 3) for x in v] for k, v in seconds.items()},
+        **provenance()}), flush=True)
+
+
 def main() -> None:
     """Parse flags and print one JSON line."""
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
@@ -163,12 +229,14 @@ def main() -> None:
                         help='compare the local and the Ray executor instead')
     parser.add_argument('--ray-workers', type=int, default=2,
                         help='Ray actors sharing the cores (with --ray)')
+    parser.add_argument('--http', action='store_true',
+                        help='compare a build from local paths with one over loopback HTTP')
     args = parser.parse_args()
     backbone = make_backbone(args)
     work = Path(tempfile.mkdtemp(prefix='bench_build_'))
-    if args.ray:
+    if args.ray or args.http:
         try:
-            compare_executors(args, backbone, work)
+            (compare_executors if args.ray else compare_http)(args, backbone, work)
         finally:
             shutil.rmtree(work, ignore_errors=True)
         return

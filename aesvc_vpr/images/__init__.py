@@ -1,4 +1,4 @@
-"""Images in: files and ROS image messages become validated (H, W, 3) uint8 RGB arrays.
+"""Images in: files, URLs and ROS image messages become validated (H, W, 3) uint8 RGB arrays.
 
 Raises only ImageError.
 """
@@ -11,4 +11,6 @@ __all__, __getattr__ = lazy_exports(__name__, {
     'Failure': 'files', 'log_failures': 'files', 'message_to_rgb': 'messages',
     'DEFAULT_MAX_PIXELS': 'messages', 'DEFAULT_MIN_PIXELS': 'messages',
     'decode_file_bytes': 'decode', 'checked_shape': 'decode', 'compressed_shape': 'decode',
+    'is_url': 'locations', 'join_location': 'locations', 'check_protocols': 'locations',
+    'read_bytes': 'locations',
 })

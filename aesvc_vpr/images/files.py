@@ -1,9 +1,9 @@
 """Images decoded in a background thread, so the backbone never waits for the disk or the codec.
 
-Every file passes the one decode policy (``decode``: size from the header, pixel limits,
-complete data). Refused and undecodable images are reported as failures with their row and
-reason, never dropped silently. OpenCV releases the GIL while it decodes, so one decoding thread
-overlaps the backbone's forward pass.
+Images are files or URLs (``locations``). Every image passes the one decode policy (``decode``:
+size from the header, pixel limits, complete data). Refused, undecodable and unreachable images
+are reported as failures with their row and reason, never dropped silently. OpenCV releases the
+GIL while it decodes, so one decoding thread overlaps the backbone's forward pass.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ import numpy as np
 from aesvc_vpr.config import ImageConfig
 from aesvc_vpr.errors import ImageError
 from aesvc_vpr.images.decode import decode_file_bytes
+from aesvc_vpr.images.locations import read_all, read_bytes
 from aesvc_vpr.images.rgb import as_rgb_uint8
 
 log = logging.getLogger(__name__)
@@ -58,18 +59,18 @@ def image_files(folder: Path) -> list[Path]:
 
 
 def read_rgb(path: str, cfg: ImageConfig | None = None) -> np.ndarray:
-    """Read an image file as (H, W, 3) uint8 RGB under the decode policy ``cfg``.
+    """Read an image file or URL as (H, W, 3) uint8 RGB under the decode policy ``cfg``.
 
     Raises:
-        ImageError: a missing or unreadable file, a truncated or corrupt one, or a size outside
-            the configured pixel counts (checked from the header, before decoding).
+        ImageError: a missing or unreadable file, a failed fetch, a truncated or corrupt image,
+            or a size outside the configured pixel counts (checked from the header, before
+            decoding).
     """
-    try:
-        data = np.fromfile(path, np.uint8)
-    except OSError as err:
-        raise ImageError(f'{path}: cannot read or decode the image ({err.strerror or err})',
-                         'unreadable') from err
-    bgr = decode_file_bytes(data, path, cfg or ImageConfig())
+    return _decode_rgb(read_bytes(path), path, cfg or ImageConfig())
+
+
+def _decode_rgb(data: np.ndarray, what: str, cfg: ImageConfig) -> np.ndarray:
+    bgr = decode_file_bytes(data, what, cfg)
     return as_rgb_uint8(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
 
 
@@ -92,11 +93,18 @@ def decoded_batches(paths: Sequence[str], groups: Iterable[Sequence[int]],
     stop = threading.Event()
 
     def produce() -> None:
+        # one group ahead: the next group's URLs download while this one decodes
+        ahead: tuple[Sequence[int], Iterator[np.ndarray | ImageError]] | None = None
         try:
             for group in groups:
                 if stop.is_set():
                     return
-                out.put(decode_group(paths, group, cfg or ImageConfig()))
+                reads = read_all([paths[row] for row in group])
+                if ahead is not None:
+                    out.put(decode_group(paths, ahead[0], cfg or ImageConfig(), ahead[1]))
+                ahead = (group, reads)
+            if ahead is not None and not stop.is_set():
+                out.put(decode_group(paths, ahead[0], cfg or ImageConfig(), ahead[1]))
         except BaseException as err:     # noqa: B902 - handed to the consumer, re-raised there
             out.put(err)
         out.put(done)
@@ -126,16 +134,22 @@ def log_failures(failures: Sequence[Failure], what: str) -> None:
 
 
 def decode_group(paths: Sequence[str] | Mapping[int, str], group: Sequence[int],
-                 cfg: ImageConfig) -> DecodedBatch:
+                 cfg: ImageConfig,
+                 reads: Iterator[np.ndarray | ImageError] | None = None) -> DecodedBatch:
     """Decode the images of rows ``group`` under ``cfg``: one batch, failures listed.
 
-    ``paths`` maps rows to files: the whole list, or (in a Ray task) only this group's rows.
+    ``paths`` maps rows to files or URLs: the whole list, or (in a Ray task) only this group's
+    rows. The group's URLs are fetched concurrently (``locations.read_all``), unless ``reads``
+    holds the reads already started.
     """
     rows, images, failures = [], [], []
-    for row in group:
+    locations = [paths[row] for row in group]
+    for row, location, data in zip(group, locations, reads or read_all(locations)):
         try:
-            images.append(read_rgb(paths[row], cfg))
+            if isinstance(data, ImageError):
+                raise data
+            images.append(_decode_rgb(data, location, cfg))
             rows.append(row)
         except ImageError as err:
-            failures.append(Failure(int(row), paths[row], str(err)))
+            failures.append(Failure(int(row), location, str(err)))
     return DecodedBatch(np.asarray(rows, np.int64), images, failures)

@@ -29,8 +29,9 @@ from aesvc_vpr.common.fileio import atomic_write, fsync_dir, sha256_file
 from aesvc_vpr.common.progress import progress_bar
 from aesvc_vpr.config import HeadConfig, ImageConfig, TrainConfig
 from aesvc_vpr.data.datasets import GeoImageSet
-from aesvc_vpr.errors import HeadError, MapError
+from aesvc_vpr.errors import HeadError, ImageError, MapError
 from aesvc_vpr.images.files import decoded_batches, Failure, log_failures
+from aesvc_vpr.images.locations import check_protocols
 from aesvc_vpr.retrieval.map_writes import map_writer_lock, refuse_other_kind
 from aesvc_vpr.retrieval.mapdb import LOCALIZATION, MAP_JSON, MapDatabase
 from aesvc_vpr.retrieval.shards import (batch_groups, embed_batch, join_parts, load_shard,
@@ -87,7 +88,8 @@ def build_map(database: GeoImageSet, root: str | os.PathLike, backbone: Backbone
         The written map.
 
     Raises:
-        MapError: bad sizes, both ``projector`` and ``train``, an empty dataset, too many
+        MapError: bad sizes, both ``projector`` and ``train``, an empty dataset, image URLs
+            of a protocol that cannot be read here (its fsspec package missing), too many
             images failing, another writer on the same directory, or a write failure.
     """
     if batch_size < 1 or chunk_size < 1:
@@ -99,6 +101,10 @@ def build_map(database: GeoImageSet, root: str | os.PathLike, backbone: Backbone
         raise MapError('give a trained head or head training settings, not both')
     if not len(database):
         raise MapError(f'{root}: the dataset {source} has no database images')
+    try:
+        check_protocols(database.paths)     # a missing fsspec package: one line, not N failures
+    except ImageError as err:
+        raise MapError(f'{root}: {err}') from err
     root = Path(root)
     with map_writer_lock(root):
         refuse_other_kind(root, LOCALIZATION)       # before any work, not after it

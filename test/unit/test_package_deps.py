@@ -26,7 +26,7 @@ KNOWN_KEYS = {
     'tf2_ros_py',               # geometry2's Python tf2_ros (the C++ tf2_ros has no module)
     # rosdep/python.yaml, long-standing system-package keys
     'python3-numpy', 'python3-opencv', 'python3-scipy', 'python3-tqdm', 'python3-matplotlib',
-    'python3-pil', 'python3-pytest',
+    'python3-pil', 'python3-pytest', 'python3-aiohttp',
     # rosdep/python.yaml, added by ros/rosdistro pull requests
     'python3-torch',            # #37485
     'python3-faiss',            # #46631 (system package, pip faiss-cpu where there is none)
@@ -48,9 +48,10 @@ IMPORTS = {
 }
 # no rosdep key (checked in rosdep/python.yaml): installed by pip install -r requirements.txt
 NO_KEY = {'safetensors': 'safetensors', 'rosbags': 'rosbags', 'mcap': 'mcap', 'onnx': 'onnx',
-          'openvino': 'openvino', 'nncf': 'nncf', 'ray': 'ray'}
-# declared though not imported by name: rclpy.lifecycle needs lifecycle_msgs
-INDIRECT = {'lifecycle_msgs'}
+          'openvino': 'openvino', 'nncf': 'nncf', 'ray': 'ray', 'fsspec': 'fsspec'}
+# declared though not imported by name: rclpy.lifecycle needs lifecycle_msgs, and fsspec's
+# http(s) filesystem needs aiohttp
+INDIRECT = {'lifecycle_msgs', 'python3-aiohttp'}
 
 
 def declared() -> dict[str, set[str]]:

@@ -4,7 +4,8 @@ A header names the columns: ``path`` and either ``easting,northing`` (metres; wi
 ``lat,lon`` (degrees; projected into the zone of the first row). Optional columns: ``zone``,
 ``yaw`` (rad, ENU), ``stamp_ns`` (or ``stamp``, int ns) and ``set`` (``database`` or ``query``;
 default database). Without a header the columns are ``path,easting,northing[,zone,yaw,stamp]``.
-Relative paths are taken from the CSV's folder.
+Relative paths are taken from the CSV's folder; a URL (``https://...``, ``s3://...``) stays as
+it is and is read through fsspec.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import utm
 
 from aesvc_vpr.data.datasets.base import GeoImageSet, LoadedDataset, same_zone
 from aesvc_vpr.errors import DatasetError
+from aesvc_vpr.images.locations import join_location
 
 POSITIONAL = ('path', 'easting', 'northing', 'zone', 'yaw', 'stamp_ns')
 ALIASES = {'stamp': 'stamp_ns', 'latitude': 'lat', 'longitude': 'lon', 'split': 'set'}
@@ -62,7 +64,7 @@ def read_csv(path: str | os.PathLike, image_root: str | os.PathLike | None = Non
                                'expected database or query')
         a, b = ('lat', 'lon') if geo else ('easting', 'northing')
         parsed[split].append((
-            os.path.normpath(root / cell['path']), _number(path, number, a, cell[a]),
+            join_location(root, cell['path']), _number(path, number, a, cell[a]),
             _number(path, number, b, cell[b]), cell.get('zone', '') or utm_zone,
             _number(path, number, 'yaw', cell.get('yaw') or 'nan'),
             int(_number(path, number, 'stamp_ns', cell.get('stamp_ns') or '0')), number))

@@ -19,6 +19,7 @@ from scipy.io.matlab import MatReadError
 from aesvc_vpr.common.fileio import atomic_write
 from aesvc_vpr.data.datasets.base import DEFAULT_RADIUS_M, GeoImageSet, LoadedDataset
 from aesvc_vpr.errors import DatasetError
+from aesvc_vpr.images.locations import join_location
 
 # UTM zones of the public datasets, which their files do not record
 KNOWN_ZONES = {'pitts30k': '17T', 'pitts250k': '17T', 'pittsburgh': '17T', 'tokyo247': '54S'}
@@ -158,7 +159,7 @@ def read_npz(path: str | os.PathLike, image_root: str | os.PathLike | None = Non
         if len(rows) != len(utm):
             raise DatasetError(
                 f'{list_file}: {len(rows)} names but {path} field {key} has {len(utm)} positions')
-        sets.append(GeoImageSet(tuple(os.path.normpath(image_root / r) for r in rows), utm, zone,
+        sets.append(GeoImageSet(tuple(join_location(image_root, r) for r in rows), utm, zone,
                                 source=f'{path}:{key}'))
     return LoadedDataset(sets[0], sets[1], radius_m)
 
@@ -171,7 +172,7 @@ def _geo_set(path: Path, names_field: str, utm_field: str, get: Any, root: Path,
         raise DatasetError(
             f'{path}: field {names_field} has {len(names)} names but {utm_field} has '
             f'{len(utm)} positions')
-    return GeoImageSet(tuple(os.path.normpath(root / n) for n in names), utm, zone,
+    return GeoImageSet(tuple(join_location(root, n) for n in names), utm, zone,
                        source=f'{path}:{names_field}')
 
 

@@ -178,6 +178,21 @@ def test_csv_forms(tmp_path):
     assert plain.database.utm_zone == '33U'
 
 
+def test_image_names_that_are_urls_stay_urls(tmp_path):
+    (tmp_path / 'set.csv').write_text(
+        'path,easting,northing,zone,set\nhttps://host/db/../a.png,1,2,17T,database\n'
+        'db/../b.png,3,4,17T,database\ns3://bucket/q.png,5,6,17T,query\n')
+    got = load_dataset(tmp_path / 'set.csv')
+    assert got.database.paths == ('https://host/db/../a.png', str(tmp_path / 'b.png'))
+    assert got.queries.paths == ('s3://bucket/q.png',)
+    np.savez(tmp_path / 'web_test.npz', utmDb=np.array([[1.0, 2.0]]), utmQ=np.array([[5.0, 6.0]]))
+    (tmp_path / 'web_imageNames_index.txt').write_text('http://host/a.jpg\n')
+    (tmp_path / 'web_imageNames_query.txt').write_text('./q/c.jpg\n')
+    got = load_dataset(tmp_path / 'web_test.npz')
+    assert got.database.paths == ('http://host/a.jpg',)
+    assert got.queries.paths == (str(tmp_path / 'q/c.jpg'),)
+
+
 @pytest.mark.parametrize('text, match', [
     ('path,easting,northing\na.jpg,1,2\nb.jpg,x,2\n', r'bad\.csv:3: column easting'),
     ('path,easting,northing\na.jpg,1\n', r'bad\.csv:2: 2 fields, expected 3'),

@@ -11,6 +11,7 @@ import subprocess
 import sys
 import textwrap
 
+from http_images import serve_folder, url_set
 from map_samples import flaky_backbone, map_bytes, write_route
 import numpy as np
 import pytest
@@ -126,6 +127,23 @@ def test_a_failing_worker_is_retried_and_failed_images_match_local(tmp_path, rou
     assert marker.exists()                      # one actor's embed raised, and was retried
     assert mapdb.count == 14 and mapdb.failed_images == local.failed_images
     assert [f['row'] for f in mapdb.failed_images] == [3, 10]
+    assert map_bytes(tmp_path / 'ray') == map_bytes(tmp_path / 'local')
+
+
+def test_ray_decoding_tasks_read_urls_like_the_local_executor(tmp_path, route, ray_cluster):
+    images = route.subset(range(16))
+    with serve_folder(Path(route.paths[0]).parent) as base:
+        urls = url_set(images, base)
+        urls = GeoImageSet(urls.paths[:6] + (f'{base}/gone.png',) + urls.paths[7:], urls.utm,
+                           urls.utm_zone, urls.yaw, urls.stamps_ns)
+        local = build_map(urls, tmp_path / 'local', PatchGridBackbone(), batch_size=BATCH,
+                          chunk_size=CHUNK, progress=False, max_failed_fraction=0.1)
+        mapdb = build_map(urls, tmp_path / 'ray', PatchGridBackbone(), batch_size=BATCH,
+                          chunk_size=CHUNK, progress=False, max_failed_fraction=0.1,
+                          executor=RayExecutor(PATCHGRID, RayBuildConfig(workers=2)))
+    assert mapdb.count == 15 and mapdb.failed_images == local.failed_images
+    assert [(f['row'], f['reason']) for f in mapdb.failed_images] == [
+        (6, f'{base}/gone.png: cannot fetch the image (not found)')]
     assert map_bytes(tmp_path / 'ray') == map_bytes(tmp_path / 'local')
 
 
