@@ -130,3 +130,24 @@ def test_an_unknown_protocol_is_an_error_and_paths_and_http_pass(folder):
     # local files need nothing; http(s) only the pinned fsspec and aiohttp
     check_protocols([str(folder / 'img0.png'), (folder / 'img1.png').as_uri(), 'rel/a.png',
                      'http://host/a.png', 'https://host/b.png'])
+
+
+def test_embedding_queries_checks_their_protocols_before_any_work(folder):
+    from aesvc_vpr.backbone.feed import embed_paths
+    from aesvc_vpr.backbone.patchgrid import PatchGridBackbone
+    from aesvc_vpr.errors import BackboneError
+
+    class Counting(PatchGridBackbone):
+        calls = 0
+
+        def embed(self, images):
+            Counting.calls += 1
+            return super().embed(images)
+
+    paths = [str(folder / 'img0.png'), 'nosuch://b/a.png']
+    with pytest.raises(BackboneError, match=r'^queries: nosuch://b/a\.png: fsspec knows no '
+                                            'protocol nosuch'):
+        embed_paths(Counting(), paths, 1, 'queries', progress=False)
+    assert Counting.calls == 0
+    embeddings, rows, failures = embed_paths(Counting(), paths[:1], 1, 'queries', False)
+    assert Counting.calls == 1 and rows.tolist() == [0] and not failures
