@@ -138,7 +138,7 @@ def decode_group(paths: Sequence[str] | Mapping[int, str], group: Sequence[int],
                  reads: Iterator[np.ndarray | ImageError] | None = None) -> DecodedBatch:
     """Decode the images of rows ``group`` under ``cfg``: one batch, failures listed.
 
-    ``paths`` maps rows to files or URLs: the whole list, or (in a Ray task) only this group's
+    ``paths`` maps rows to files or URLs: the whole list, or (in a Ray actor) only this group's
     rows. The group's URLs are fetched concurrently (``locations.read_all``), unless ``reads``
     holds the reads already started.
     """
