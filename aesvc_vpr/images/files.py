@@ -91,6 +91,7 @@ def decoded_batches(paths: Sequence[str], groups: Iterable[Sequence[int]],
     done = object()
     out: queue.Queue = queue.Queue(maxsize=prefetch)
     stop = threading.Event()
+    policy = cfg or ImageConfig()
 
     def produce() -> None:
         # one group ahead: the next group's URLs download while this one decodes
@@ -101,10 +102,10 @@ def decoded_batches(paths: Sequence[str], groups: Iterable[Sequence[int]],
                     return
                 reads = read_all([paths[row] for row in group])
                 if ahead is not None:
-                    out.put(decode_group(paths, ahead[0], cfg or ImageConfig(), ahead[1]))
+                    out.put(decode_group(paths, ahead[0], policy, ahead[1]))
                 ahead = (group, reads)
             if ahead is not None and not stop.is_set():
-                out.put(decode_group(paths, ahead[0], cfg or ImageConfig(), ahead[1]))
+                out.put(decode_group(paths, ahead[0], policy, ahead[1]))
         except BaseException as err:     # noqa: B902 - handed to the consumer, re-raised there
             out.put(err)
         out.put(done)
@@ -144,7 +145,9 @@ def decode_group(paths: Sequence[str] | Mapping[int, str], group: Sequence[int],
     """
     rows, images, failures = [], [], []
     locations = [paths[row] for row in group]
-    for row, location, data in zip(group, locations, reads or read_all(locations)):
+    if reads is None:
+        reads = read_all(locations)
+    for row, location, data in zip(group, locations, reads):
         try:
             if isinstance(data, ImageError):
                 raise data

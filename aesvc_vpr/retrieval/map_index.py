@@ -16,6 +16,7 @@ from pathlib import Path
 import time
 from typing import Any
 
+from aesvc_vpr.config import SearchConfig
 from aesvc_vpr.errors import MapError, SearchError
 from aesvc_vpr.index.saved import DEFAULT_NPROBE, DEFAULT_RECIPE, SavedIndex
 from aesvc_vpr.index.tuning import TARGET_RECALL, tune_nprobe
@@ -29,7 +30,8 @@ INDEX_ROLE = 'index'
 
 
 def index_map(root: str | os.PathLike, prefix_dim: int, recipe: str = DEFAULT_RECIPE,
-              nprobe: int | None = DEFAULT_NPROBE, shortlist_k: int = 400,
+              nprobe: int | None = DEFAULT_NPROBE,
+              shortlist_k: int = SearchConfig().shortlist_k,
               target_recall: float = TARGET_RECALL) -> MapDatabase:
     """Build the saved index of a map over ``prefix_dim`` and commit it into map.json.
 
@@ -54,10 +56,11 @@ def index_map(root: str | os.PathLike, prefix_dim: int, recipe: str = DEFAULT_RE
         mapdb = MapDatabase.load(root)
         start = time.perf_counter()
         try:
-            index = SavedIndex.build(mapdb.store, prefix_dim, recipe, nprobe or DEFAULT_NPROBE)
+            index = SavedIndex.build(mapdb.store, prefix_dim, recipe,
+                                     DEFAULT_NPROBE if nprobe is None else nprobe)
             build_s = time.perf_counter() - start
-            tuning = None if nprobe else tune_nprobe(index, mapdb.store, shortlist_k,
-                                                     target_recall)
+            tuning = None if nprobe is not None else tune_nprobe(index, mapdb.store,
+                                                                 shortlist_k, target_recall)
         except SearchError as err:
             raise MapError(f'{root}: cannot build the saved index ({err})') from err
         tmp = root / f'.index.{os.getpid()}.tmp'
